@@ -1,0 +1,22 @@
+"""The Celery application: broker from the config, schedule from the config."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from jobs.schedule import beat_schedule
+from recert.config import load_settings
+
+settings = load_settings()
+
+app = Celery("recert", broker=settings.celery.broker_url, include=["jobs.tasks"])
+app.conf.update(
+    task_acks_late=False,  # only idempotent tasks opt in, per task
+    worker_prefetch_multiplier=1,
+    task_default_queue="recert",
+    task_routes={"jobs.tasks.discover_tenant": {"queue": "discovery"}},
+    broker_transport_options={"visibility_timeout": 6 * 3600},  # longer than any task
+    timezone="UTC",
+    enable_utc=True,
+    beat_schedule=beat_schedule(settings),
+)

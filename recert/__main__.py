@@ -1,0 +1,3 @@
+from recert.cli import main
+
+main()

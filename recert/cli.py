@@ -1,0 +1,297 @@
+"""The `recert` command. Exit codes: 0 ok, 1 failure, 2 bad usage or config."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, NoReturn
+
+import typer
+from sqlalchemy import Engine, make_url
+from sqlmodel import Session
+
+from recert import audit, db
+from recert.clock import Clock, ClockError, clock_from_env
+from recert.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    help="Recert finds OAuth clients, service principals and service accounts in Okta, "
+    "Entra ID and Google, asks their owners to attest them, and disables what nobody "
+    "attests. Config: RECERT_CONFIG (default ./recert.toml). Exit codes: 0 ok, "
+    "1 failure, 2 bad usage or config.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+campaign_app = typer.Typer(help="Open review campaigns and follow their progress.")
+report_app = typer.Typer(help="IAM reports: orphaned, stale and risky apps.")
+evidence_app = typer.Typer(help="Compliance evidence bundles.")
+audit_app = typer.Typer(help="The tamper-evident audit log.")
+catalog_app = typer.Typer(help="The app catalog kept by the IAM team.")
+for sub, name in (
+    (campaign_app, "campaign"),
+    (report_app, "report"),
+    (evidence_app, "evidence"),
+    (audit_app, "audit"),
+    (catalog_app, "catalog"),
+):
+    app.add_typer(sub, name=name)
+
+
+class Format(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class ReportFormat(StrEnum):
+    CSV = "csv"
+    JSON = "json"
+    HTML = "html"
+
+
+FormatOption = Annotated[Format, typer.Option("--format", help="text for people, json for scripts")]
+TenantOption = Annotated[
+    list[str] | None, typer.Option("--tenant", help="Only this tenant (repeatable).")
+]
+
+
+@dataclass
+class Context:
+    settings: Settings
+    clock: Clock
+
+    @property
+    def engine(self) -> Engine:
+        return db.make_engine(self.settings.database.url)
+
+    def database_label(self) -> str:
+        return make_url(self.settings.database.url).render_as_string(hide_password=True)
+
+
+def _context() -> Context:
+    return Context(settings=load_settings(), clock=clock_from_env())
+
+
+def _emit_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"recert: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _not_yet(command: str, arrives_with: str) -> NoReturn:
+    _fail(f"`{command}` is not available yet: it arrives with {arrives_with}.")
+
+
+@app.command()
+def init(output: FormatOption = Format.TEXT) -> None:
+    """Create the database or migrate it to the newest schema (safe to re-run)."""
+    ctx = _context()
+    engine = ctx.engine
+    revision = db.upgrade(engine)
+    if output is Format.JSON:
+        _emit_json({"database": ctx.database_label(), "revision": revision})
+    else:
+        typer.echo(f"database {ctx.database_label()} is at schema revision {revision}")
+
+
+@app.command()
+def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) -> None:
+    """Enumerate every configured tenant (or --tenant) and update the inventory."""
+    from connectors.base import Page
+    from recert.discovery import discover_tenant
+    from recert.progress import Step, step
+
+    ctx = _context()
+    tenants = [ctx.settings.tenant(n) for n in tenant] if tenant else ctx.settings.tenants
+    if not tenants:
+        _fail(f"{ctx.settings.path}: no [[tenants]] configured", code=2)
+    engine = ctx.engine
+    db.upgrade(engine)
+    summaries = []
+    for configured in tenants:
+        with step(f"discover {configured.name}") as progress:
+
+            def on_page(_tenant: str, page: Page, progress: Step = progress) -> None:
+                progress.advance(len(page.principals), "principals")
+
+            summary = discover_tenant(engine, configured, ctx.clock, on_page=on_page)
+        summaries.append(summary)
+    if output is Format.JSON:
+        _emit_json([s.as_dict() for s in summaries])
+    else:
+        for s in summaries:
+            kinds = ", ".join(f"{n} {k}" for k, n in s.by_kind.items()) or "none"
+            line = (
+                f"{s.tenant}: {s.status}; {s.principals_seen} principals ({kinds}); "
+                f"{s.new} new, {s.deleted} deleted, {s.skipped} malformed records skipped"
+            )
+            typer.echo(line + (f"; error: {s.error}" if s.error else ""))
+    if any(s.error for s in summaries):
+        raise typer.Exit(1)
+
+
+@app.command()
+def inventory(
+    output: Annotated[Format, typer.Option("--format")] = Format.JSON,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    include_deleted: Annotated[bool, typer.Option(help="Also list deleted principals.")] = False,
+) -> None:
+    """Every principal with its owners, grants, credentials, last use and risk."""
+    from recert.inventory import inventory as build
+
+    ctx = _context()
+    with Session(ctx.engine) as session:
+        entries = build(session, tenant, include_deleted)
+    if output is Format.JSON:
+        _emit_json(entries)
+        return
+    for e in entries:
+        owner = e["owners"][0]["email"] if e["owners"] else e["orphan_reason"] or "-"
+        flags = " platform-owned" if e["platform_owned"] else ""
+        typer.echo(
+            f"{e['tenant']}\t{e['kind']}\t{e['external_id']}\t{e['display_name']!r}\t"
+            f"{e['status']}\t{e['risk']}\t{owner}{flags}"
+        )
+
+
+@audit_app.command("verify")
+def audit_verify(output: FormatOption = Format.TEXT) -> None:
+    """Check the hash chain; exit 1 naming the first event that was tampered with."""
+    ctx = _context()
+    with Session(ctx.engine) as session:
+        result = audit.verify(session)
+    if output is Format.JSON:
+        _emit_json(
+            {
+                "ok": result.ok,
+                "events": result.events,
+                "head": result.head,
+                "first_bad_seq": result.first_bad_seq,
+                "problem": result.problem,
+            }
+        )
+    elif result.ok:
+        typer.echo(f"audit chain intact: {result.events} events, head {result.head}")
+    else:
+        typer.echo(
+            f"audit chain broken at event {result.first_bad_seq}: {result.problem} "
+            f"({result.events} events verified before it)",
+            err=True,
+        )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def owners() -> None:
+    """Resolve an accountable, active owner for every principal."""
+    _not_yet("recert owners", "issue 6 (owners, risk and the IAM reports)")
+
+
+@campaign_app.command("open")
+def campaign_open() -> None:
+    """Open a review campaign: one review item per in-scope principal."""
+    _not_yet("recert campaign open", "issue 7 (campaigns and attestation emails)")
+
+
+@campaign_app.command("status")
+def campaign_status() -> None:
+    """Progress of the open campaigns, per tenant and per owner."""
+    _not_yet("recert campaign status", "issue 7 (campaigns and attestation emails)")
+
+
+@app.command()
+def notify() -> None:
+    """Send what the email outbox holds (requests, reminders, warnings, notices)."""
+    _not_yet("recert notify", "issue 7 (campaigns and attestation emails)")
+
+
+@app.command()
+def enforce(
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Show what would happen; act on nothing.")
+    ] = False,
+) -> None:
+    """Disable what nobody attested in time, within the safety rules."""
+    _not_yet("recert enforce", "the enforcement issue")
+
+
+@app.command()
+def reenable(
+    tenant: Annotated[str, typer.Argument(help="Tenant name from the config.")],
+    external_id: Annotated[str, typer.Argument(help="The provider's id of the app.")],
+    reason: Annotated[str, typer.Option(help="Why it is re-enabled (audited).")],
+) -> None:
+    """Restore a disabled app exactly as it was before Recert disabled it."""
+    _not_yet("recert reenable", "the enforcement issue")
+
+
+def _report(kind: str) -> NoReturn:
+    _not_yet(f"recert report {kind}", "issue 6 (owners, risk and the IAM reports)")
+
+
+@report_app.command("orphans")
+def report_orphans(
+    output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.CSV,
+) -> None:
+    """Apps with no accountable active owner, and why."""
+    _report("orphans")
+
+
+@report_app.command("stale")
+def report_stale(
+    output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.CSV,
+) -> None:
+    """Apps unused for 90 days (unknown use is reported as unknown, not unused)."""
+    _report("stale")
+
+
+@report_app.command("risky")
+def report_risky(
+    output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.CSV,
+) -> None:
+    """Risky grants: tenant-wide consent, mail/files/directory write, long-lived secrets."""
+    _report("risky")
+
+
+@evidence_app.command("export")
+def evidence_export() -> None:
+    """Write the quarterly evidence bundle (CSV/JSON/HTML with a SHA-256 manifest)."""
+    _not_yet("recert evidence export", "the evidence issue")
+
+
+@evidence_app.command("verify")
+def evidence_verify() -> None:
+    """Check an evidence bundle against its manifest and audit-chain head."""
+    _not_yet("recert evidence verify", "the evidence issue")
+
+
+@catalog_app.command("validate")
+def catalog_validate() -> None:
+    """Check every manifest in a catalog folder and name each bad file and field."""
+    _not_yet("recert catalog validate", "issue 6 (owners, risk and the IAM reports)")
+
+
+@app.command()
+def web() -> None:
+    """Serve the owners' attestation pages and the IAM pages."""
+    _not_yet("recert web", "issue 7 (the owner's page)")
+
+
+@app.command()
+def demo() -> None:
+    """Run Recert end to end against emulated Okta, Entra and Google tenants."""
+    _not_yet("recert demo", "issue 12 (the demo)")
+
+
+def main() -> None:
+    try:
+        app()
+    except (ConfigError, ClockError) as error:
+        typer.echo(f"recert: {error}", err=True)
+        sys.exit(2)

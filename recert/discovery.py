@@ -1,0 +1,214 @@
+"""Step 1: enumerate a tenant through its connector and load the inventory.
+
+get (connector, API only) -> transform (connector, pure) -> load (store, bulk, stamped
+with the run) -> cleanup (store sweep, only after the stream ended cleanly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from connectors import open_connector
+from connectors.base import Checkpoint, Connector, ConnectorError, Page
+from recert import audit
+from recert.clock import Clock
+from recert.config import Tenant
+from recert.db import session_scope
+from recert.models import SyncRun, SyncStatus
+from recert.models import Tenant as TenantRow
+from recert.store import PageLoader
+
+log = logging.getLogger(__name__)
+
+PageCallback = Callable[[str, Page], None]
+ConnectorFactory = Callable[[Tenant], Connector]
+
+
+@dataclass
+class SyncSummary:
+    tenant: str
+    run_id: int
+    status: str
+    full: bool = False
+    principals_seen: int = 0
+    new: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    pages: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "run_id": self.run_id,
+            "status": self.status,
+            "full": self.full,
+            "principals_seen": self.principals_seen,
+            "new": self.new,
+            "deleted": self.deleted,
+            "skipped": self.skipped,
+            "pages": self.pages,
+            "by_kind": self.by_kind,
+            "error": self.error,
+        }
+
+
+def ensure_tenant(engine: Engine, tenant: Tenant) -> int:
+    with session_scope(engine) as session:
+        row = session.exec(select(TenantRow).where(TenantRow.name == tenant.name)).first()
+        if row is None:
+            row = TenantRow(name=tenant.name, kind=tenant.kind)
+            session.add(row)
+            session.flush()
+        assert row.id is not None
+        return row.id
+
+
+def discover_tenant(
+    engine: Engine,
+    tenant: Tenant,
+    clock: Clock,
+    *,
+    connector: Connector | None = None,
+    on_page: PageCallback | None = None,
+) -> SyncSummary:
+    """One sync run for one tenant. A failed run is recorded and marks nothing deleted."""
+    return asyncio.run(_discover(engine, tenant, clock, connector, on_page))
+
+
+async def _discover(
+    engine: Engine,
+    tenant: Tenant,
+    clock: Clock,
+    connector: Connector | None,
+    on_page: PageCallback | None,
+) -> SyncSummary:
+    tenant_id = ensure_tenant(engine, tenant)
+    started = clock.now()
+    with session_scope(engine) as session:
+        row = session.get(TenantRow, tenant_id)
+        assert row is not None
+        cursor = dict(row.cursor)
+        run = SyncRun(tenant_id=tenant_id, started_at=started)
+        session.add(run)
+        session.flush()
+        assert run.id is not None
+        run_id = run.id
+    summary = SyncSummary(tenant=tenant.name, run_id=run_id, status=SyncStatus.RUNNING)
+    connector = connector or open_connector(tenant.read, now=clock.now)
+    kinds: Counter[str] = Counter()
+    checkpoint: Checkpoint | None = None
+    try:
+        async for page in connector.discover(cursor or None):
+            with session_scope(engine) as session:
+                loader = _loader(session, tenant, tenant_id, run_id, started)
+                loader.load(page)
+            summary.pages += 1
+            summary.skipped += loader.skipped
+            summary.principals_seen += len(page.principals)
+            kinds.update(p.kind.value for p in page.principals)
+            checkpoint = page.checkpoint or checkpoint
+            if on_page:
+                on_page(tenant.name, page)
+        if checkpoint is None:
+            raise ConnectorError(tenant.name, "the listing ended without a checkpoint")
+    except Exception as error:  # any failure ends the run as failed, sweeping nothing
+        if not isinstance(error, ConnectorError):
+            log.exception("tenant %s: discovery crashed", tenant.name)
+        summary.error = str(error) or type(error).__name__
+        _finish_failed(engine, tenant, run_id, clock, summary)
+        return summary
+    finally:
+        await connector.aclose()
+    summary.by_kind = dict(sorted(kinds.items()))
+    _finish_complete(engine, tenant, tenant_id, run_id, started, clock, checkpoint, summary)
+    return summary
+
+
+def _loader(session: Any, tenant: Tenant, tenant_id: int, run_id: int, now: Any) -> PageLoader:
+    return PageLoader(
+        session,
+        tenant_id=tenant_id,
+        tenant_name=tenant.name,
+        run_id=run_id,
+        now=now,
+        protected=tenant.protected,
+    )
+
+
+def _finish_complete(
+    engine: Engine,
+    tenant: Tenant,
+    tenant_id: int,
+    run_id: int,
+    started: Any,
+    clock: Clock,
+    checkpoint: Checkpoint,
+    summary: SyncSummary,
+) -> None:
+    with session_scope(engine) as session:
+        loader = _loader(session, tenant, tenant_id, run_id, started)
+        gone = loader.sweep(checkpoint.full)
+        summary.status, summary.full = SyncStatus.COMPLETE, checkpoint.full
+        summary.deleted, summary.new = len(gone), loader.count_new(started)
+        run = session.get(SyncRun, run_id)
+        row = session.get(TenantRow, tenant_id)
+        assert run is not None
+        assert row is not None
+        run.status, run.full, run.finished_at = SyncStatus.COMPLETE, checkpoint.full, clock.now()
+        run.skipped, run.counts = summary.skipped, summary.as_dict()
+        row.cursor, row.last_complete_sync_at = dict(checkpoint.cursor), run.finished_at
+        session.add_all([run, row])
+        for _, external_id in gone:
+            audit.append(
+                session,
+                clock,
+                actor="recert",
+                action="principal.deleted",
+                subject_type="principal",
+                subject_id=external_id,
+                tenant=tenant.name,
+                data={"sync_run": run_id, "reason": "not seen in a complete discovery"},
+            )
+        audit.append(
+            session,
+            clock,
+            actor="recert",
+            action="discovery.completed",
+            subject_type="sync_run",
+            subject_id=str(run_id),
+            tenant=tenant.name,
+            data=summary.as_dict(),
+        )
+
+
+def _finish_failed(
+    engine: Engine, tenant: Tenant, run_id: int, clock: Clock, summary: SyncSummary
+) -> None:
+    log.error("tenant %s: discovery failed: %s", tenant.name, summary.error)
+    summary.status = SyncStatus.FAILED
+    with session_scope(engine) as session:
+        run = session.get(SyncRun, run_id)
+        assert run is not None
+        run.status, run.finished_at, run.error = SyncStatus.FAILED, clock.now(), summary.error
+        run.skipped, run.counts = summary.skipped, summary.as_dict()
+        session.add(run)
+        audit.append(
+            session,
+            clock,
+            actor="recert",
+            action="discovery.failed",
+            subject_type="sync_run",
+            subject_id=str(run_id),
+            tenant=tenant.name,
+            data={"error": summary.error, "pages": summary.pages},
+        )

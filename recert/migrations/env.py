@@ -1,0 +1,19 @@
+"""Alembic environment: runs on the connection `recert.db.upgrade` hands it."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import recert.models  # noqa: F401 - registers the tables on SQLModel.metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through `recert init` (recert.db.upgrade)")
+context.configure(
+    connection=connection,
+    target_metadata=SQLModel.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

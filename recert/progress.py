@@ -1,0 +1,62 @@
+"""Progress for long commands: Rich bars on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+
+class Step(Protocol):
+    def advance(self, amount: int = 1, note: str = "") -> None: ...
+
+
+class _PlainStep:
+    def __init__(self, label: str, every: int) -> None:
+        self.label, self.every, self.done, self._last = label, every, 0, 0
+
+    def advance(self, amount: int = 1, note: str = "") -> None:
+        self.done += amount
+        if self.done - self._last >= self.every:
+            self._last = self.done
+            print(f"{self.label}: {self.done} {note}".rstrip(), file=sys.stderr, flush=True)
+
+
+class _RichStep:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self.progress, self.task = progress, task
+
+    def advance(self, amount: int = 1, note: str = "") -> None:
+        self.progress.update(self.task, advance=amount, note=note)
+
+
+@contextmanager
+def step(label: str, total: int | None = None, every: int = 1) -> Iterator[Step]:
+    """Show one long step; on a terminal as a live bar, elsewhere a line every `every`."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        print(f"{label}...", file=sys.stderr, flush=True)
+        yield _PlainStep(label, every)
+        return
+    columns = [
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}"),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(label, total=total, note="")
+        yield _RichStep(progress, task)

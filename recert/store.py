@@ -1,0 +1,272 @@
+"""Bulk writes of the inventory: one upsert statement per page and table, then sweep.
+
+Rows are stamped with the sync run that saw them. Only a run that ended cleanly sweeps:
+in a full run whatever was not seen is gone; in a delta run only what the provider said
+was removed, plus the stale children of principals the run re-delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import bindparam, delete, func, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, col, select
+
+from connectors import base
+from connectors.base import Status
+from recert.models import Credential, Grant, OwnerHint, Person, Principal
+
+log = logging.getLogger(__name__)
+_Child = TypeVar("_Child", base.Credential, base.Grant, base.OwnerHint, base.Activity)
+
+# PostgreSQL takes 65,535 bind parameters per statement and SQLite 32,766: pages wider
+# than that are split, anything normal is one statement.
+_MAX_PARAMS = 30_000
+
+
+def upsert(
+    session: Session,
+    model: type[SQLModel],
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    keep: Iterable[str] = (),
+) -> None:
+    """INSERT .. ON CONFLICT (keys) DO UPDATE every column but `keys` and `keep`."""
+    rows_by_key = {tuple(row[k] for k in keys): row for row in rows}  # last one wins
+    unique = list(rows_by_key.values())
+    if not unique:
+        return
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    columns = list(unique[0])
+    updated = [c for c in columns if c not in keys and c not in set(keep)]
+    per_statement = max(1, _MAX_PARAMS // len(columns))
+    for start in range(0, len(unique), per_statement):
+        statement = insert(table).values(unique[start : start + per_statement])
+        excluded = statement.excluded
+        if updated:
+            statement = statement.on_conflict_do_update(
+                index_elements=list(keys), set_={c: excluded[c] for c in updated}
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+        session.execute(statement)
+
+
+def principal_ids(session: Session, tenant_id: int, external_ids: Iterable[str]) -> dict[str, int]:
+    wanted = sorted(set(external_ids))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), 10_000):
+        query = select(Principal.external_id, Principal.id).where(
+            Principal.tenant_id == tenant_id,
+            col(Principal.external_id).in_(wanted[start : start + 10_000]),
+        )
+        found.update({external_id: pid for external_id, pid in session.exec(query) if pid})
+    return found
+
+
+class PageLoader:
+    """Loads one tenant's pages for one sync run."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        tenant_id: int,
+        tenant_name: str,
+        run_id: int,
+        now: datetime,
+        protected: Iterable[str] = (),
+    ) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+        self.tenant_name = tenant_name
+        self.run_id = run_id
+        self.now = now
+        self.protected = set(protected)
+        self.skipped = 0
+
+    def load(self, page: base.Page) -> None:
+        for bad in page.skipped:
+            self._skip(bad.object_type, bad.object_id, bad.reason)
+        self._principals(page.principals)
+        ids = principal_ids(self.session, self.tenant_id, _referenced(page))
+        self._children(page, ids)
+        self._people(page.people)
+        self._activity(page.activity, ids)
+        self._removed(page.removed)
+
+    def _skip(self, object_type: str, object_id: str | None, reason: str) -> None:
+        self.skipped += 1
+        log.warning(
+            "tenant %s: skipped %s %s: %s", self.tenant_name, object_type, object_id, reason
+        )
+
+    def _principals(self, principals: list[base.Principal]) -> None:
+        rows = [self._principal_row(p) for p in principals]
+        upsert(self.session, Principal, rows, ("tenant_id", "external_id"), keep=("first_seen_at",))
+
+    def _principal_row(self, p: base.Principal) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "external_id": p.external_id,
+            "kind": p.kind.value,
+            "display_name": p.display_name,
+            "status": p.status.value,
+            "platform_owned": p.platform_owned,
+            "protected": p.external_id in self.protected or p.display_name in self.protected,
+            "app_id": p.app_id,
+            "publisher": p.publisher,
+            "publisher_verified": p.publisher_verified,
+            "created_at": p.created_at,
+            "first_seen_at": self.now,
+            "last_seen_at": self.now,
+            "last_seen_run_id": self.run_id,
+            "deleted_at": None,
+            "raw": dict(p.raw),
+        }
+
+    def _children(self, page: base.Page, ids: dict[str, int]) -> None:
+        credentials = [
+            {
+                "principal_id": ids[c.principal_id],
+                "credential_id": c.credential_id,
+                "type": c.type,
+                "display_name": c.display_name,
+                "created_at": c.created_at,
+                "expires_at": c.expires_at,
+                "last_seen_run_id": self.run_id,
+            }
+            for c in self._known(page.credentials, ids, "credential")
+        ]
+        upsert(self.session, Credential, credentials, ("principal_id", "credential_id"))
+        grants = [
+            {
+                "principal_id": ids[g.principal_id],
+                "grant_id": g.grant_id,
+                "permission": g.permission,
+                "resource": g.resource,
+                "consent": g.consent.value,
+                "consenting_user": g.consenting_user,
+                "description": g.description,
+                "last_seen_run_id": self.run_id,
+            }
+            for g in self._known(page.grants, ids, "grant")
+        ]
+        upsert(self.session, Grant, grants, ("principal_id", "grant_id", "permission"))
+        hints = [
+            {
+                "principal_id": ids[h.principal_id],
+                "source": h.source.value,
+                "reference": h.person_id or h.owner_principal_id or h.email or "",
+                "person_external_id": h.person_id,
+                "owner_principal_external_id": h.owner_principal_id,
+                "email": h.email,
+                "evidence": h.evidence,
+                "last_seen_run_id": self.run_id,
+            }
+            for h in self._known(page.owner_hints, ids, "owner hint")
+        ]
+        upsert(self.session, OwnerHint, hints, ("principal_id", "source", "reference"))
+
+    def _known(self, records: list[_Child], ids: dict[str, int], what: str) -> list[_Child]:
+        known = []
+        for record in records:
+            if record.principal_id in ids:
+                known.append(record)
+            else:
+                self._skip(what, record.principal_id, "refers to a principal never delivered")
+        return known
+
+    def _people(self, people: list[base.Person]) -> None:
+        rows = [
+            {
+                "tenant_id": self.tenant_id,
+                "last_seen_run_id": self.run_id,
+                **{k: v for k, v in asdict(p).items() if k not in ("external_id", "manager_id")},
+                "external_id": p.external_id,
+                "manager_external_id": p.manager_id,
+            }
+            for p in people
+        ]
+        upsert(self.session, Person, rows, ("tenant_id", "external_id"))
+
+    def _activity(self, activity: list[base.Activity], ids: dict[str, int]) -> None:
+        rows = [
+            {"pid": ids[a.principal_id], "used": a.last_used_at, "window": a.window_start}
+            for a in self._known(activity, ids, "activity")
+        ]
+        if rows:
+            statement = (
+                update(Principal)
+                .where(col(Principal.id) == bindparam("pid"))
+                .values(last_used_at=bindparam("used"), activity_window_start=bindparam("window"))
+            )
+            self.session.connection().execute(statement, rows)
+
+    def _removed(self, removed: list[str]) -> None:
+        if removed:
+            self.session.execute(
+                update(Principal)
+                .where(
+                    col(Principal.tenant_id) == self.tenant_id,
+                    col(Principal.external_id).in_(removed),
+                    col(Principal.status) != Status.DELETED,
+                )
+                .values(status=Status.DELETED, deleted_at=self.now)
+            )
+
+    def sweep(self, full: bool) -> list[tuple[int, str]]:
+        """After a clean run: retire what the run did not see. Returns deleted principals."""
+        tenant_principals = select(Principal.id).where(Principal.tenant_id == self.tenant_id)
+        if full:
+            owners = tenant_principals
+            gone = self.session.exec(
+                select(Principal.id, Principal.external_id).where(
+                    Principal.tenant_id == self.tenant_id,
+                    col(Principal.status) != Status.DELETED,
+                    col(Principal.last_seen_run_id) != self.run_id,
+                )
+            ).all()
+            if gone:
+                self.session.execute(
+                    update(Principal)
+                    .where(col(Principal.id).in_([pid for pid, _ in gone]))
+                    .values(status=Status.DELETED, deleted_at=self.now)
+                )
+            self.session.execute(
+                update(Person)
+                .where(
+                    col(Person.tenant_id) == self.tenant_id,
+                    col(Person.last_seen_run_id) != self.run_id,
+                )
+                .values(active=False)
+            )
+        else:
+            gone = []
+            owners = tenant_principals.where(Principal.last_seen_run_id == self.run_id)
+        for child in (Credential, Grant, OwnerHint):
+            self.session.execute(
+                delete(child).where(
+                    col(child.principal_id).in_(owners),
+                    col(child.last_seen_run_id) != self.run_id,
+                )
+            )
+        return [(pid, external_id) for pid, external_id in gone if pid is not None]
+
+    def count_new(self, since: datetime) -> int:
+        query = select(func.count()).where(
+            Principal.tenant_id == self.tenant_id, col(Principal.first_seen_at) >= since
+        )
+        return int(self.session.exec(query).one())
+
+
+def _referenced(page: base.Page) -> set[str]:
+    children: list[Any] = [*page.credentials, *page.grants, *page.owner_hints, *page.activity]
+    return {child.principal_id for child in children}
