@@ -32,6 +32,7 @@ class OktaSettings(_Settings):
         "okta.users.read",
         "okta.logs.read",
         "okta.appGrants.read",
+        "okta.apiTokens.read",
     )
     rate_limit_reserve: float = Field(default=0.3, ge=0.0, lt=1.0)  # share of each bucket left free
     page_size: int = Field(default=200, ge=1, le=200)

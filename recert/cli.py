@@ -6,6 +6,7 @@ import json
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -103,6 +104,7 @@ def init(output: FormatOption = Format.TEXT) -> None:
 def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) -> None:
     """Enumerate every configured tenant (or --tenant) and update the inventory."""
     from connectors.base import Page
+    from recert.analysis import analyze
     from recert.discovery import discover_tenant
     from recert.progress import Step, step
 
@@ -121,6 +123,8 @@ def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) ->
 
             summary = discover_tenant(engine, configured, ctx.clock, on_page=on_page)
         summaries.append(summary)
+        if summary.status == "complete":
+            analyze(engine, ctx.settings, ctx.clock, [configured.name])
     if output is Format.JSON:
         _emit_json([s.as_dict() for s in summaries])
     else:
@@ -188,9 +192,22 @@ def audit_verify(output: FormatOption = Format.TEXT) -> None:
 
 
 @app.command()
-def owners() -> None:
-    """Resolve an accountable, active owner for every principal."""
-    _not_yet("recert owners", "issue 6 (owners, risk and the IAM reports)")
+def owners(tenant: TenantOption = None, output: FormatOption = Format.TEXT) -> None:
+    """Score risk and resolve an accountable, active owner for every principal."""
+    from recert.analysis import analyze
+
+    ctx = _context()
+    results = analyze(ctx.engine, ctx.settings, ctx.clock, tenant)
+    if output is Format.JSON:
+        _emit_json(results)
+        return
+    for r in results:
+        reasons = ", ".join(f"{n} {k}" for k, n in r["orphan_reasons"].items())
+        typer.echo(
+            f"{r['tenant']}: {r['owned']} owned, {r['orphaned']} orphaned"
+            + (f" ({reasons})" if reasons else "")
+            + f", {r['not_reviewed']} platform-owned or managed; {r['changed']} changed"
+        )
 
 
 @campaign_app.command("open")
@@ -231,32 +248,60 @@ def reenable(
     _not_yet("recert reenable", "the enforcement issue")
 
 
-def _report(kind: str) -> NoReturn:
-    _not_yet(f"recert report {kind}", "issue 6 (owners, risk and the IAM reports)")
+ReportOutput = Annotated[ReportFormat, typer.Option("--format", help="csv, json or html")]
+ReportFile = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+]
+ReportTenant = Annotated[str | None, typer.Option("--tenant", help="Only this tenant.")]
+
+
+def _report(kind: str, output: ReportFormat, path: Path | None, tenant: str | None) -> None:
+    from recert import reports
+    from recert.catalog import load_catalog
+
+    ctx = _context()
+    now = ctx.clock.now()
+    catalog = load_catalog(ctx.settings.catalog_dir)
+    with Session(ctx.engine) as session:
+        rows = reports.build(kind, session, ctx.settings, now, tenant, catalog)
+    text = reports.render(kind, rows, output.value, now)
+    if path is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+    else:
+        path.write_text(text, encoding="utf-8")
+        typer.echo(f"{len(rows)} apps written to {path}", err=True)
 
 
 @report_app.command("orphans")
 def report_orphans(
-    output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.CSV,
+    output: ReportOutput = ReportFormat.CSV, path: ReportFile = None, tenant: ReportTenant = None
 ) -> None:
-    """Apps with no accountable active owner, and why."""
-    _report("orphans")
+    """Apps with no accountable active owner, and why (no_owner, owner_departed, ...)."""
+    _report("orphans", output, path, tenant)
 
 
 @report_app.command("stale")
 def report_stale(
-    output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.CSV,
+    output: ReportOutput = ReportFormat.CSV, path: ReportFile = None, tenant: ReportTenant = None
 ) -> None:
-    """Apps unused for 90 days (unknown use is reported as unknown, not unused)."""
-    _report("stale")
+    """Apps unused for 90 days (unknown use is never reported as unused)."""
+    _report("stale", output, path, tenant)
 
 
 @report_app.command("risky")
 def report_risky(
-    output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.CSV,
+    output: ReportOutput = ReportFormat.CSV, path: ReportFile = None, tenant: ReportTenant = None
 ) -> None:
-    """Risky grants: tenant-wide consent, mail/files/directory write, long-lived secrets."""
-    _report("risky")
+    """Risky apps: tenant-wide consent, mail/files/directory write, long-lived secrets."""
+    _report("risky", output, path, tenant)
+
+
+@report_app.command("uncataloged")
+def report_uncataloged(
+    output: ReportOutput = ReportFormat.CSV, path: ReportFile = None, tenant: ReportTenant = None
+) -> None:
+    """Apps no catalog manifest describes."""
+    _report("uncataloged", output, path, tenant)
 
 
 @evidence_app.command("export")
@@ -272,9 +317,32 @@ def evidence_verify() -> None:
 
 
 @catalog_app.command("validate")
-def catalog_validate() -> None:
-    """Check every manifest in a catalog folder and name each bad file and field."""
-    _not_yet("recert catalog validate", "issue 6 (owners, risk and the IAM reports)")
+def catalog_validate(
+    directory: Annotated[Path, typer.Argument(help="The folder of app manifests.")],
+    output: FormatOption = Format.TEXT,
+) -> None:
+    """Check every manifest in a folder; name each bad file and field. Exit 1 if any."""
+    from recert.catalog import load_catalog
+
+    if not directory.is_dir():
+        _fail(f"{directory}: not a folder", code=2)
+    catalog = load_catalog(directory)
+    if output is Format.JSON:
+        _emit_json(
+            {
+                "valid": [str(e.path) for e in catalog.entries],
+                "problems": [
+                    {"path": str(p.path), "field": p.field, "problem": p.problem}
+                    for p in catalog.problems
+                ],
+            }
+        )
+    else:
+        for problem in catalog.problems:
+            typer.echo(str(problem), err=True)
+        typer.echo(f"{len(catalog.entries)} manifests valid, {len(catalog.problems)} rejected")
+    if catalog.problems:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -9,12 +9,13 @@ names the file, the key and what is wrong.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from connectors.settings import SETTINGS_BY_KIND, TenantSettings, settings_for
 
@@ -30,6 +31,7 @@ _CREDENTIAL_KEYS = {
     "google": {"credentials", "admin_subject"},
 }
 _NOT_SECRETS = {"ca_bundle"}  # path-valued keys that are not secret references
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 class ConfigError(Exception):
@@ -77,6 +79,43 @@ class CampaignSettings(_Table):
     attestation_days: int = Field(default=14, ge=1)
 
 
+RiskLevel = Literal["low", "medium", "high"]
+
+
+def _default_cadence() -> dict[RiskLevel, int]:
+    return {"high": 90, "medium": 180, "low": 365}
+
+
+class RiskSettings(_Table):
+    stale_days: int = Field(default=90, ge=1)
+    max_secret_days: int = Field(default=365, ge=1)  # longer-lived secrets are a risk
+    # How often each risk tier is reviewed.
+    review_cadence_days: dict[RiskLevel, int] = Field(default_factory=_default_cadence)
+
+
+class OwnerRule(_Table):
+    """A naming rule: `app-{team}-{name}-{env}` -> `{team}-owners@acme.com`."""
+
+    pattern: str = Field(min_length=1)
+    owner: str = Field(min_length=3)
+    tenant: str | None = None
+
+    @model_validator(mode="after")
+    def _placeholders_known(self) -> OwnerRule:
+        unknown = set(_PLACEHOLDER.findall(self.owner)) - set(_PLACEHOLDER.findall(self.pattern))
+        if unknown:
+            raise ValueError(f"owner uses {{{sorted(unknown)[0]}}}, which the pattern lacks")
+        return self
+
+    def regex(self) -> re.Pattern[str]:
+        parts = re.split(r"(\{\w+\})", self.pattern)
+        body = "".join(
+            f"(?P<{part[1:-1]}>[^-_.\\s]+)" if _PLACEHOLDER.fullmatch(part) else re.escape(part)
+            for part in parts
+        )
+        return re.compile(f"^{body}$", re.IGNORECASE)
+
+
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -106,6 +145,8 @@ class Settings(BaseModel):
     celery: CelerySettings = CelerySettings()
     enforcement: EnforcementSettings = EnforcementSettings()
     campaigns: CampaignSettings = CampaignSettings()
+    risk: RiskSettings = RiskSettings()
+    owner_rules: tuple[OwnerRule, ...] = ()
 
     def tenant(self, name: str) -> Tenant:
         for tenant in self.tenants:
@@ -124,6 +165,8 @@ _TOP_LEVEL = {
     "celery",
     "enforcement",
     "campaigns",
+    "risk",
+    "owner_rules",
 }
 _TABLES: dict[str, type[_Table]] = {
     "database": DatabaseSettings,
@@ -132,6 +175,7 @@ _TABLES: dict[str, type[_Table]] = {
     "celery": CelerySettings,
     "enforcement": EnforcementSettings,
     "campaigns": CampaignSettings,
+    "risk": RiskSettings,
 }
 
 
@@ -172,6 +216,13 @@ def _parse(path: Path, document: dict[str, Any], env: Mapping[str, str]) -> Sett
         values["catalog_dir"] = base / str(document["catalog_dir"])
     if "iam_email" in document:
         values["iam_email"] = str(document["iam_email"])
+    rules = document.get("owner_rules", [])
+    if not isinstance(rules, list):
+        raise ConfigError(path, "owner_rules", "must be an array of tables ([[owner_rules]])")
+    values["owner_rules"] = tuple(
+        _validate(path, f"owner_rules[{i}]", OwnerRule, _as_table(path, f"owner_rules[{i}]", r))
+        for i, r in enumerate(rules)
+    )
     tenants = document.get("tenants", [])
     if not isinstance(tenants, list):
         raise ConfigError(path, "tenants", "must be an array of tables ([[tenants]])")

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from recert.models import Credential, Grant, Ownership, Principal, Tenant
+from recert.store import grouped
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
-
-
-def _by_principal(rows: Iterable[Any]) -> dict[int, list[Any]]:
-    grouped: dict[int, list[Any]] = defaultdict(list)
-    for row in rows:
-        grouped[row.principal_id].append(row)
-    return grouped
 
 
 def inventory(
@@ -33,21 +25,13 @@ def inventory(
         query = query.where(Principal.status != "deleted")
     rows = session.exec(query.order_by(Tenant.name, Principal.kind, Principal.external_id)).all()
     ids = [p.id for p, _ in rows]
-    credentials = _by_principal(_children(session, Credential, ids))
-    grants = _by_principal(_children(session, Grant, ids))
-    owners = _by_principal(_children(session, Ownership, ids))
+    credentials = grouped(session, Credential, ids)
+    grants = grouped(session, Grant, ids)
+    owners = grouped(session, Ownership, ids)
     return [
         _entry(p, name, credentials[p.id or 0], grants[p.id or 0], owners[p.id or 0])
         for p, name in rows
     ]
-
-
-def _children(session: Session, model: Any, ids: list[int | None]) -> list[Any]:
-    found: list[Any] = []
-    for start in range(0, len(ids), 10_000):
-        chunk = ids[start : start + 10_000]
-        found.extend(session.exec(select(model).where(col(model.principal_id).in_(chunk))))
-    return found
 
 
 def _entry(

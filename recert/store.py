@@ -8,6 +8,7 @@ was removed, plus the stale children of principals the run re-delivered.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -57,6 +58,17 @@ def upsert(
         else:
             statement = statement.on_conflict_do_nothing(index_elements=list(keys))
         session.execute(statement)
+
+
+def grouped(session: Session, model: Any, ids: Sequence[int | None]) -> dict[int, list[Any]]:
+    """Rows of a per-principal table for many principals, grouped by principal id."""
+    by_principal: dict[int, list[Any]] = defaultdict(list)
+    for start in range(0, len(ids), 10_000):
+        chunk = ids[start : start + 10_000]
+        query = select(model).where(col(model.principal_id).in_(chunk)).order_by(col(model.id))
+        for row in session.exec(query):
+            by_principal[row.principal_id].append(row)
+    return by_principal
 
 
 def principal_ids(session: Session, tenant_id: int, external_ids: Iterable[str]) -> dict[str, int]:

@@ -38,7 +38,7 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["owners"], ["notify"], ["campaign", "open"], ["evidence", "export"]], ids=" ".join
+    "command", [["notify"], ["campaign", "open"], ["evidence", "export"]], ids=" ".join
 )
 def test_commands_still_to_come_say_so_and_exit_1(command: list[str]) -> None:
     result = runner.invoke(app, command)

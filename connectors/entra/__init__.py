@@ -1,0 +1,50 @@
+"""Microsoft Entra ID connector (msgraph-sdk + azure-identity), see PERMISSIONS.md."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from connectors.base import GrantRef, Page, PrincipalRef, Snapshot
+from connectors.entra import act
+from connectors.entra.client import GraphClient
+from connectors.entra.discover import Discovery
+from connectors.settings import EntraSettings
+
+__all__ = ["EntraConnector"]
+
+
+class EntraConnector:
+    """One Entra tenant. Built with the read credential for discovery, or with the
+    tenant's `enforce` credential for disable / enable / revoke / restore."""
+
+    def __init__(
+        self,
+        settings: EntraSettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]],
+        now: Callable[[], datetime],
+    ) -> None:
+        self.tenant = settings.name
+        self.now = now
+        self.client = GraphClient(settings, sleep=sleep)
+
+    async def discover(self, cursor: Mapping[str, Any] | None = None) -> AsyncIterator[Page]:
+        async for page in Discovery(self.client).run(cursor):
+            yield page
+
+    async def disable(self, ref: PrincipalRef) -> Snapshot:
+        return await act.disable(self.client, ref)
+
+    async def enable(self, ref: PrincipalRef, snapshot: Snapshot) -> None:
+        await act.enable(self.client, ref, snapshot)
+
+    async def revoke_grant(self, grant: GrantRef) -> Snapshot:
+        return await act.revoke_grant(self.client, grant)
+
+    async def restore_grant(self, grant: GrantRef, snapshot: Snapshot) -> None:
+        await act.restore_grant(self.client, grant, snapshot)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

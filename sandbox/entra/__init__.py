@@ -1,0 +1,19 @@
+"""Microsoft Graph / Entra ID emulator: `build()` a seeded tenant, serve it with `serving`."""
+
+from __future__ import annotations
+
+from sandbox.entra.app import EntraEmulator
+from sandbox.entra.seed import SEED_NOW, Tenant, Truth, generate
+
+__all__ = ["SEED_NOW", "EntraEmulator", "Tenant", "Truth", "build"]
+
+
+def build(
+    seed: int = 0, size: int = 2000, *, malformed: int = 0, delta_page_size: int = 200, **mix: float
+) -> EntraEmulator:
+    """An emulator of a tenant with about `size` service principals (deterministic per seed).
+
+    `mix` overrides the weights of first_party, microsoft_tenant, managed_identity,
+    third_party, tenant_app and oauth_app_only (share of app registrations with no SP).
+    """
+    return EntraEmulator(generate(seed, size, malformed, **mix), delta_page_size=delta_page_size)
