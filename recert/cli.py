@@ -103,10 +103,8 @@ def init(output: FormatOption = Format.TEXT) -> None:
 @app.command()
 def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) -> None:
     """Enumerate every configured tenant (or --tenant) and update the inventory."""
-    from connectors.base import Page
     from recert.analysis import analyze
-    from recert.discovery import discover_tenant
-    from recert.progress import Step, step
+    from recert.progress import discover_with_progress
 
     ctx = _context()
     tenants = [ctx.settings.tenant(n) for n in tenant] if tenant else ctx.settings.tenants
@@ -116,12 +114,7 @@ def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) ->
     db.upgrade(engine)
     summaries = []
     for configured in tenants:
-        with step(f"discover {configured.name}") as progress:
-
-            def on_page(_tenant: str, page: Page, progress: Step = progress) -> None:
-                progress.advance(len(page.principals), "principals")
-
-            summary = discover_tenant(engine, configured, ctx.clock, on_page=on_page)
+        summary = discover_with_progress(engine, configured, ctx.clock)
         summaries.append(summary)
         if summary.status == "complete":
             analyze(engine, ctx.settings, ctx.clock, [configured.name])
@@ -352,9 +345,22 @@ def web() -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Folder for everything the demo writes (default: a new one)."),
+    ] = None,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Keep the emulated tenants up afterwards.")
+    ] = False,
+) -> None:
     """Run Recert end to end against emulated Okta, Entra and Google tenants."""
-    _not_yet("recert demo", "issue 12 (the demo)")
+    from recert import demo as demo_run
+
+    target = directory or demo_run.default_directory()
+    typer.echo(f"recert demo: writing everything to {target}", err=True)
+    result = demo_run.run(target.resolve(), keep_running=keep_running)
+    typer.echo(demo_run.describe(result))
 
 
 def main() -> None:

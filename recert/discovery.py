@@ -105,7 +105,7 @@ async def _discover(
         run_id = run.id
     summary = SyncSummary(tenant=tenant.name, run_id=run_id, status=SyncStatus.RUNNING)
     connector = connector or open_connector(tenant.read, now=clock.now)
-    kinds: Counter[str] = Counter()
+    kinds: dict[str, str] = {}  # external id -> kind; pages may repeat a principal
     checkpoint: Checkpoint | None = None
     try:
         async for page in connector.discover(cursor or None):
@@ -114,8 +114,8 @@ async def _discover(
                 loader.load(page)
             summary.pages += 1
             summary.skipped += loader.skipped
-            summary.principals_seen += len(page.principals)
-            kinds.update(p.kind.value for p in page.principals)
+            kinds.update((p.external_id, p.kind.value) for p in page.principals)
+            summary.principals_seen = len(kinds)
             checkpoint = page.checkpoint or checkpoint
             if on_page:
                 on_page(tenant.name, page)
@@ -129,7 +129,7 @@ async def _discover(
         return summary
     finally:
         await connector.aclose()
-    summary.by_kind = dict(sorted(kinds.items()))
+    summary.by_kind = dict(sorted(Counter(kinds.values()).items()))
     _finish_complete(engine, tenant, tenant_id, run_id, started, clock, checkpoint, summary)
     return summary
 
@@ -159,7 +159,7 @@ def _finish_complete(
         loader = _loader(session, tenant, tenant_id, run_id, started)
         gone = loader.sweep(checkpoint.full)
         summary.status, summary.full = SyncStatus.COMPLETE, checkpoint.full
-        summary.deleted, summary.new = len(gone), loader.count_new(started)
+        summary.deleted, summary.new = len(gone), loader.count_new()
         run = session.get(SyncRun, run_id)
         row = session.get(TenantRow, tenant_id)
         assert run is not None

@@ -92,6 +92,7 @@ class Principal(SQLModel, table=True):
     publisher_verified: bool | None = None
     created_at: datetime | None = _when()
     first_seen_at: datetime = _when(nullable=False)
+    first_seen_run_id: int | None = None
     last_seen_at: datetime = _when(nullable=False)
     last_seen_run_id: int | None = Field(default=None, index=True)
     deleted_at: datetime | None = _when()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -16,6 +16,14 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from connectors.base import Page
+    from recert.clock import Clock
+    from recert.config import Tenant
+    from recert.discovery import SyncSummary
 
 
 class Step(Protocol):
@@ -60,3 +68,15 @@ def step(label: str, total: int | None = None, every: int = 1) -> Iterator[Step]
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(label, total=total, note="")
         yield _RichStep(progress, task)
+
+
+def discover_with_progress(engine: Engine, tenant: Tenant, clock: Clock) -> SyncSummary:
+    """One tenant's discovery behind a progress step that counts the records streamed."""
+    from recert.discovery import discover_tenant
+
+    with step(f"discover {tenant.name}") as progress:
+
+        def on_page(_tenant: str, page: Page) -> None:
+            progress.advance(len(page.principals), "records")
+
+        return discover_tenant(engine, tenant, clock, on_page=on_page)

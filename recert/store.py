@@ -105,8 +105,7 @@ class PageLoader:
         self.skipped = 0
 
     def load(self, page: base.Page) -> None:
-        for bad in page.skipped:
-            self._skip(bad.object_type, bad.object_id, bad.reason)
+        self.skipped += len(page.skipped)  # the connector logged each one
         self._principals(page.principals)
         ids = principal_ids(self.session, self.tenant_id, _referenced(page))
         self._children(page, ids)
@@ -122,7 +121,13 @@ class PageLoader:
 
     def _principals(self, principals: list[base.Principal]) -> None:
         rows = [self._principal_row(p) for p in principals]
-        upsert(self.session, Principal, rows, ("tenant_id", "external_id"), keep=("first_seen_at",))
+        upsert(
+            self.session,
+            Principal,
+            rows,
+            ("tenant_id", "external_id"),
+            keep=("first_seen_at", "first_seen_run_id"),
+        )
 
     def _principal_row(self, p: base.Principal) -> dict[str, Any]:
         return {
@@ -138,6 +143,7 @@ class PageLoader:
             "publisher_verified": p.publisher_verified,
             "created_at": p.created_at,
             "first_seen_at": self.now,
+            "first_seen_run_id": self.run_id,
             "last_seen_at": self.now,
             "last_seen_run_id": self.run_id,
             "deleted_at": None,
@@ -272,9 +278,9 @@ class PageLoader:
             )
         return [(pid, external_id) for pid, external_id in gone if pid is not None]
 
-    def count_new(self, since: datetime) -> int:
+    def count_new(self) -> int:
         query = select(func.count()).where(
-            Principal.tenant_id == self.tenant_id, col(Principal.first_seen_at) >= since
+            Principal.tenant_id == self.tenant_id, Principal.first_seen_run_id == self.run_id
         )
         return int(self.session.exec(query).one())
 

@@ -218,6 +218,13 @@ class EmulatorServer:
         self._thread.join(timeout=5)
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now (for servers that cannot bind port 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @contextmanager
 def serving(app: EmulatorApp, ca: SandboxCA) -> Iterator[EmulatorServer]:
     server = EmulatorServer(app, ca).start()

@@ -8,7 +8,6 @@ Set but unreachable: they fail.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlmodel import SQLModel
 
 from recert import db
+from sandbox.server import free_port
 from sandbox.tls import SandboxCA, make_ca
 
 DATABASE_URL = os.environ.get("RECERT_TEST_DATABASE_URL")
@@ -175,18 +175,12 @@ class _CaptureHandler:
         return "250 Message accepted"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpCapture]:
     """A real SMTP server (aiosmtpd) on loopback that keeps every message it accepts."""
     from aiosmtpd.controller import Controller
 
-    capture = SmtpCapture(host="127.0.0.1", port=_free_port())
+    capture = SmtpCapture(host="127.0.0.1", port=free_port())
     controller = Controller(_CaptureHandler(capture), hostname=capture.host, port=capture.port)
     controller.start()
     yield capture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sandbox.entra.app import EntraEmulator
 from sandbox.entra.seed import SEED_NOW, Tenant, Truth, generate
 
@@ -9,11 +11,18 @@ __all__ = ["SEED_NOW", "EntraEmulator", "Tenant", "Truth", "build"]
 
 
 def build(
-    seed: int = 0, size: int = 2000, *, malformed: int = 0, delta_page_size: int = 200, **mix: float
+    seed: int = 0,
+    size: int = 2000,
+    *,
+    malformed: int = 0,
+    delta_page_size: int = 200,
+    now: datetime = SEED_NOW,
+    **mix: float,
 ) -> EntraEmulator:
     """An emulator of a tenant with about `size` service principals (deterministic per seed).
 
     `mix` overrides the weights of first_party, microsoft_tenant, managed_identity,
     third_party, tenant_app and oauth_app_only (share of app registrations with no SP).
     """
-    return EntraEmulator(generate(seed, size, malformed, **mix), delta_page_size=delta_page_size)
+    tenant = generate(seed, size, malformed, now, **mix)
+    return EntraEmulator(tenant, delta_page_size=delta_page_size)

@@ -90,9 +90,16 @@ class TenantGenerator:
     """Builds one tenant; every random choice comes from one seeded `random.Random`."""
 
     def __init__(
-        self, seed: int, size: int, sp_mix: dict[str, float], oauth_share: float, malformed: int
+        self,
+        seed: int,
+        size: int,
+        sp_mix: dict[str, float],
+        oauth_share: float,
+        malformed: int,
+        now: datetime = SEED_NOW,
     ) -> None:
         self.rng = random.Random(seed)
+        self.now = now
         self.size = size
         self.sp_mix = sp_mix
         self.oauth_share = oauth_share
@@ -265,7 +272,7 @@ class TenantGenerator:
         app_id = self.new_id()
         name = self.hostile_left.pop() if self.hostile_left else f"Contoso App {index}"
         object_id = self.new_id()
-        created = SEED_NOW - timedelta(days=self.rng.randint(1, 900))
+        created = self.now - timedelta(days=self.rng.randint(1, 900))
         app = {
             "id": object_id,
             "appId": app_id,
@@ -320,7 +327,7 @@ class TenantGenerator:
         self, principal: str, holder: dict[str, Any], kind: str, *, days: int
     ) -> None:
         key_id = self.new_id()
-        start = SEED_NOW - timedelta(days=self.rng.randint(31, 400))
+        start = self.now - timedelta(days=self.rng.randint(31, 400))
         end = min(start + timedelta(days=days), datetime(2299, 12, 31, tzinfo=UTC))
         if kind == "secret":
             holder["passwordCredentials"].append(
@@ -400,7 +407,7 @@ class TenantGenerator:
         self.tenant.assignments[assignment_id] = {
             "id": assignment_id,
             "appRoleId": role_id,
-            "createdDateTime": iso(SEED_NOW - timedelta(days=self.rng.randint(1, 500))),
+            "createdDateTime": iso(self.now - timedelta(days=self.rng.randint(1, 500))),
             "principalDisplayName": self.sp(sp_id)["displayName"],
             "principalId": sp_id,
             "principalType": "ServicePrincipal",
@@ -409,7 +416,7 @@ class TenantGenerator:
         }
 
     def maybe_audit(self, principal: str, target: str, activity: str, when: datetime) -> None:
-        if self.rng.random() >= 0.5 or when < SEED_NOW - timedelta(days=30):
+        if self.rng.random() >= 0.5 or when < self.now - timedelta(days=30):
             return
         user = self.rng.choice(self.active_users + self.departed_users)
         self.tenant.audits.append(
@@ -450,7 +457,7 @@ class TenantGenerator:
             return
         app_id = self.sp(sp_id)["appId"]
         ago = self.rng.randint(0, 29) if roll < 0.75 else self.rng.randint(100, 500)
-        last = SEED_NOW - timedelta(days=ago, minutes=self.rng.randint(0, 600))
+        last = self.now - timedelta(days=ago, minutes=self.rng.randint(0, 600))
         empty = {
             "lastSignInDateTime": None,
             "lastSignInRequestId": None,
@@ -494,8 +501,15 @@ DEFAULT_MIX = {
 }
 
 
-def generate(seed: int = 0, size: int = 2000, malformed: int = 0, **mix: float) -> Tenant:
-    """A tenant of about `size` service principals; `mix` overrides DEFAULT_MIX weights."""
+def generate(
+    seed: int = 0,
+    size: int = 2000,
+    malformed: int = 0,
+    now: datetime = SEED_NOW,
+    **mix: float,
+) -> Tenant:
+    """A tenant of about `size` service principals aged against `now`; `mix` overrides
+    DEFAULT_MIX weights."""
     weights = {**DEFAULT_MIX, **mix}
     oauth_share = weights.pop("oauth_app_only")
-    return TenantGenerator(seed, size, weights, oauth_share, malformed).build()
+    return TenantGenerator(seed, size, weights, oauth_share, malformed, now).build()

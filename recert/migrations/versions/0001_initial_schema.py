@@ -128,6 +128,7 @@ def upgrade() -> None:
         sa.Column("publisher_verified", sa.Boolean(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("first_seen_run_id", sa.Integer(), nullable=True),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen_run_id", sa.Integer(), nullable=True),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),

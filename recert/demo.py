@@ -1,0 +1,267 @@
+"""`recert demo`: Recert end to end against emulated Okta, Entra and Google tenants.
+
+Everything runs through the production code paths: the config file it writes, the real
+SDKs over TLS, the store, owner resolution, the reports. Mail goes to a local SMTP
+server that writes each message as an `.eml` file. Nothing is written outside DIR and
+nothing leaves loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlmodel import Session
+
+from recert import db, reports
+from recert.analysis import analyze
+from recert.catalog import load_catalog
+from recert.clock import Clock, clock_from_env
+from recert.config import Settings, load_settings
+from recert.inventory import inventory
+from recert.progress import discover_with_progress, step
+from sandbox.server import free_port
+from sandbox.tenants import SandboxTenants, Sizes, running_tenants
+
+IAM_EMAIL = "iam-team@example.com"
+
+
+@dataclass
+class DemoResult:
+    directory: Path
+    config: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class MailDrop:
+    """aiosmtpd handler: every accepted message becomes DIR/mail/NNN-<recipient>.eml."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+        self._lock = threading.Lock()
+        folder.mkdir(parents=True, exist_ok=True)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            self.count += 1
+            first = str(envelope.rcpt_tos[0]).replace("/", "_").replace("@", "_at_")
+            path = self.folder / f"{self.count:03d}-{first}.eml"
+        path.write_bytes(envelope.content)
+        return "250 Message accepted"
+
+
+@contextmanager
+def mail_capture(folder: Path) -> Iterator[tuple[str, int, MailDrop]]:
+    from aiosmtpd.controller import Controller
+
+    drop = MailDrop(folder)
+    port = free_port()
+    controller = Controller(drop, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield "127.0.0.1", port, drop
+    finally:
+        controller.stop()
+
+
+def _catalog(folder: Path, tenants: SandboxTenants) -> None:
+    """Manifests for two Okta apps the IdP cannot tell an owner for: the catalog can."""
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = tenants.okta.truth
+    users = tenants.okta.org.users
+    active = sorted(u["profile"]["email"] for u in users.values() if u["status"] == "ACTIVE")
+    uncredited = sorted(set(truth.oauth_apps) - set(truth.creators) - truth.builtins)
+    for index, app_id in enumerate(uncredited[:2]):
+        manifest = {
+            "app_id": app_id,
+            "tenant": "okta-demo",
+            "owner": active[index],
+            "purpose": "Nightly export of HR records to the payroll provider",
+            "data_domains": ["hr", "payroll"],
+            "requested_scopes": ["okta.users.read"],
+            "risk_tier": "high",
+            "environment": "prod",
+            "expires": "2027-06-30",
+            "approvers": [IAM_EMAIL],
+        }
+        (folder / f"okta-{app_id}.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+
+def _write_config(directory: Path, tenants: SandboxTenants, smtp: tuple[str, int]) -> Path:
+    config = directory / "recert.toml"
+    config.write_text(
+        tenants.config(
+            catalog_dir="catalog",
+            iam_email=IAM_EMAIL,
+            database={"url": f"sqlite:///{directory / 'recert.db'}"},
+            smtp={"host": smtp[0], "port": smtp[1], "from_address": "recert@example.com"},
+            owner_rules=[
+                {"pattern": "app-{team}-{name}-{env}", "owner": "{team}-owners@example.com"}
+            ],
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
+DEMO_SIZES = Sizes()
+
+
+def run(directory: Path, keep_running: bool = False, sizes: Sizes = DEMO_SIZES) -> DemoResult:
+    directory.mkdir(parents=True, exist_ok=True)
+    clock = clock_from_env()
+    with (
+        running_tenants(directory / "sandbox", sizes, now=clock.now()) as tenants,
+        mail_capture(directory / "mail") as (host, port, drop),
+    ):
+        _catalog(directory / "catalog", tenants)
+        config = _write_config(directory, tenants, (host, port))
+        settings = load_settings(config)
+        result = DemoResult(directory, config)
+        result.summary = _pipeline(settings, clock, directory)
+        result.summary["emails_sent"] = drop.count
+        (directory / "summary.json").write_text(json.dumps(result.summary, indent=2))
+        if keep_running:
+            _wait_for_interrupt(config, tenants)
+    return result
+
+
+def _pipeline(settings: Settings, clock: Clock, directory: Path) -> dict[str, Any]:
+    engine = db.make_engine(settings.database.url)
+    db.upgrade(engine)
+    discovered = []
+    for tenant in settings.tenants:
+        summary = discover_with_progress(engine, tenant, clock)
+        if summary.error:
+            raise RuntimeError(f"{tenant.name}: discovery failed: {summary.error}")
+        discovered.append(summary.as_dict())
+    with step("resolve owners and score risk"):
+        owners = analyze(engine, settings, clock)
+    with step("write reports"):
+        paths = _reports(engine, settings, clock, directory)
+    with Session(engine) as session:
+        entries = inventory(session)
+    return _summary(entries, discovered, owners, paths, settings)
+
+
+def _reports(engine: Any, settings: Settings, clock: Clock, directory: Path) -> dict[str, str]:
+    folder = directory / "reports"
+    folder.mkdir(exist_ok=True)
+    catalog = load_catalog(settings.catalog_dir)
+    now = clock.now()
+    paths = {}
+    with Session(engine) as session:
+        for kind in reports.REPORTS:
+            rows = reports.build(kind, session, settings, now, catalog=catalog)
+            for output in ("html", "json"):
+                path = folder / f"{kind}.{output}"
+                path.write_text(reports.render(kind, rows, output, now), encoding="utf-8")
+            paths[kind] = str(folder / f"{kind}.html")
+    return paths
+
+
+def _summary(
+    entries: list[dict[str, Any]],
+    discovered: list[dict[str, Any]],
+    owners: list[dict[str, Any]],
+    paths: dict[str, str],
+    settings: Settings,
+) -> dict[str, Any]:
+    by_tenant: dict[str, Counter[str]] = {}
+    for entry in entries:
+        by_tenant.setdefault(entry["tenant"], Counter())[entry["kind"]] += 1
+    reviewable = [e for e in entries if not e["platform_owned"] and e["kind"] != "managed_identity"]
+    rank = {"high": 0, "medium": 1, "low": 2}
+    risky = sorted(
+        (e for e in reviewable if e["risk"] == "high"),
+        key=lambda e: (rank[e["risk"]], -len(e["risk_reasons"]), e["display_name"]),
+    )
+    return {
+        "principals": len(entries),
+        "by_tenant": {t: dict(sorted(c.items())) for t, c in sorted(by_tenant.items())},
+        "owned": sum(1 for e in reviewable if e["owners"]),
+        "orphaned": sum(1 for e in reviewable if e["orphan_reason"]),
+        "platform_owned": sum(1 for e in entries if e["platform_owned"]),
+        "managed_identities": sum(1 for e in entries if e["kind"] == "managed_identity"),
+        "malformed_skipped": sum(d["skipped"] for d in discovered),
+        "top_risky": [
+            {
+                "tenant": e["tenant"],
+                "display_name": e["display_name"][:80],
+                "external_id": e["external_id"],
+                "reasons": e["risk_reasons"][:3],
+            }
+            for e in risky[:5]
+        ],
+        "reports": paths,
+        "owners": owners,
+        "config": str(settings.path),
+        "database": settings.database.url,
+    }
+
+
+def _wait_for_interrupt(config: Path, tenants: SandboxTenants) -> None:
+    urls = ", ".join(f"{name} {server.url}" for name, server in tenants.servers.items())
+    print(f"\nEmulated tenants are up ({urls}).", flush=True)
+    print(f"In another terminal: RECERT_CONFIG={config} recert discover", flush=True)
+    print("Press Ctrl-C to stop them.", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopping the emulated tenants", flush=True)
+
+
+def example_mail(directory: Path) -> Path | None:
+    mails = sorted((directory / "mail").glob("*.eml"))
+    return mails[0] if mails else None
+
+
+def describe(result: DemoResult) -> str:
+    """The closing summary a person wants: what was found, where to look, what next."""
+    s = result.summary
+    lines = [f"Recert demo: {s['principals']} principals discovered across three tenants"]
+    for tenant, kinds in s["by_tenant"].items():
+        lines.append(f"  {tenant}: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    lines.append(
+        f"Owned: {s['owned']}   orphaned: {s['orphaned']}   platform-owned: {s['platform_owned']}"
+        f"   managed identities: {s['managed_identities']}"
+        f"   malformed records skipped: {s['malformed_skipped']}"
+    )
+    if s["top_risky"]:
+        lines.append("Top risky apps:")
+        for app in s["top_risky"]:
+            name = app["display_name"].encode("unicode_escape").decode("ascii")
+            lines.append(f"  [{app['tenant']}] {name}: {'; '.join(app['reasons'])}")
+    lines.append(
+        f"Emails sent: {s['emails_sent']} (campaign emails arrive with the campaigns issue)"
+    )
+    lines.append("Look at:")
+    lines.append(f"  orphan report   {s['reports']['orphans']}")
+    lines.append(f"  risky report    {s['reports']['risky']}")
+    mail = example_mail(result.directory)
+    if mail:
+        lines.append(f"  example email   {mail}")
+    lines.append(f"  config          {result.config}")
+    lines.append("Explore the same data:")
+    lines.append(f"  RECERT_CONFIG={result.config} recert inventory --format json")
+    lines.append(f"  RECERT_CONFIG={result.config} recert report orphans --format csv")
+    lines.append(f"  RECERT_CONFIG={result.config} recert audit verify")
+    return "\n".join(lines)
+
+
+def default_directory() -> Path:
+    return Path.cwd() / f"recert-demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def read_mail(path: Path) -> Any:
+    return message_from_bytes(path.read_bytes(), policy=policy.default)

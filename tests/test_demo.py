@@ -1,0 +1,81 @@
+"""`recert demo` as a newcomer runs it: one process, loopback only, everything in DIR."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+GUARD = Path(__file__).parent / "guard"
+
+
+def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path) -> None:
+    cwd, home, scratch, target = (tmp_path / n for n in ("cwd", "home", "tmp", "demo"))
+    for folder in (cwd, home, scratch):
+        folder.mkdir()
+    guard_log = tmp_path / "guard.log"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "TMPDIR": str(scratch),
+        "PYTHONPATH": str(GUARD),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "RECERT_GUARD_LOG": str(guard_log),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "recert", "demo", "--dir", str(target)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not guard_log.exists(), guard_log.read_text()
+    assert list(cwd.iterdir()) == []
+    assert list(home.iterdir()) == []
+    assert list(scratch.iterdir()) == []
+
+    summary = json.loads((target / "summary.json").read_text())
+    for path in summary["reports"].values():
+        assert Path(path).is_file()
+        assert Path(path).is_relative_to(target)
+    assert (target / "recert.toml").is_file()
+    assert str(target / "recert.toml") in result.stdout
+    assert "recert inventory --format json" in result.stdout
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "recert", "inventory", "--format", "json"],
+        cwd=cwd,
+        env={**env, "RECERT_CONFIG": str(target / "recert.toml")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    entries = json.loads(listed.stdout)
+    assert summary["principals"] == len(entries)
+    assert 120 <= len(entries) <= 180, "around 150 principals"
+    by_tenant: dict[str, Counter[str]] = {}
+    for entry in entries:
+        by_tenant.setdefault(entry["tenant"], Counter())[entry["kind"]] += 1
+    assert summary["by_tenant"] == {t: dict(c) for t, c in by_tenant.items()}
+    reviewable = [e for e in entries if not e["platform_owned"] and e["kind"] != "managed_identity"]
+    assert summary["orphaned"] == sum(1 for e in reviewable if e["orphan_reason"])
+    assert summary["owned"] == sum(1 for e in reviewable if e["owners"])
+    assert summary["platform_owned"] == sum(1 for e in entries if e["platform_owned"])
+    assert summary["orphaned"] > 0
+    assert summary["platform_owned"] > 0
+    assert any("<script>" in e["display_name"] for e in entries), "hostile names survive, escaped"
+    assert {o["source"] for e in entries for o in e["owners"]} >= {
+        "catalog",
+        "idp_owner",
+        "audit_creator",
+        "token_creator",
+        "manager",
+        "iam_team",
+    }
