@@ -9,8 +9,14 @@ from recert.config import load_settings
 
 settings = load_settings()
 
-app = Celery("recert", broker=settings.celery.broker_url, include=["jobs.tasks"])
+app = Celery(
+    "recert",
+    broker=settings.celery.broker_url,
+    backend=settings.celery.broker_url,  # summaries, for `celery result` and scripts
+    include=["jobs.tasks"],
+)
 app.conf.update(
+    result_expires=24 * 3600,
     task_acks_late=False,  # only idempotent tasks opt in, per task
     worker_prefetch_multiplier=1,
     task_default_queue="recert",

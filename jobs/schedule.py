@@ -1,4 +1,4 @@
-"""The beat schedule, derived from the config (one entry per tenant and job)."""
+"""The beat schedule, derived from the config. One beat process runs it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from recert.config import Settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Nightly discovery per tenant, staggered so tenants do not start at once."""
-    return {
+    """Nightly discovery per tenant (staggered), then the daily and weekly jobs."""
+    schedule: dict[str, dict[str, Any]] = {
         f"discover:{tenant.name}": {
             "task": "jobs.tasks.discover_tenant",
             "schedule": crontab(hour=2, minute=(index * 7) % 60),
@@ -19,3 +19,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         }
         for index, tenant in enumerate(settings.tenants)
     }
+    schedule["campaigns"] = {
+        "task": "jobs.tasks.open_due_campaigns",
+        "schedule": crontab(hour=6, minute=0),
+    }
+    schedule["notify"] = {"task": "jobs.tasks.notify", "schedule": crontab(hour="8-17", minute=15)}
+    schedule["orphan-report"] = {
+        "task": "jobs.tasks.weekly_orphan_report",
+        "schedule": crontab(day_of_week="mon", hour=7, minute=30),
+    }
+    return schedule

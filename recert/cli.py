@@ -204,21 +204,82 @@ def owners(tenant: TenantOption = None, output: FormatOption = Format.TEXT) -> N
 
 
 @campaign_app.command("open")
-def campaign_open() -> None:
-    """Open a review campaign: one review item per in-scope principal."""
-    _not_yet("recert campaign open", "issue 7 (campaigns and attestation emails)")
+def campaign_open(
+    name: Annotated[str | None, typer.Option(help="Campaign name (default: today's date).")] = None,
+    tenant: TenantOption = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", help="Only this principal kind (repeatable).")
+    ] = None,
+    risk: Annotated[
+        list[str] | None, typer.Option("--risk", help="Only this risk tier (repeatable).")
+    ] = None,
+    output: FormatOption = Format.TEXT,
+) -> None:
+    """Open a review campaign: one review item per in-scope principal (safe to re-run)."""
+    from recert.campaigns import open_campaign
+
+    ctx = _context()
+    engine = ctx.engine
+    db.upgrade(engine)
+    with db.session_scope(engine) as session:
+        summary = open_campaign(
+            session, ctx.settings, ctx.clock, name=name, tenants=tenant, kinds=kind, risks=risk
+        )
+    if output is Format.JSON:
+        _emit_json(summary.as_dict())
+        return
+    verb = "opened" if summary.created else "already open:"
+    typer.echo(
+        f"{verb} {summary.name!r} (id {summary.campaign_id}): {summary.items} apps for "
+        f"{summary.reviewers} reviewers, {summary.to_iam} to the IAM team; due "
+        f"{summary.due_at:%Y-%m-%d %H:%M} UTC. Send the requests with `recert notify`."
+    )
 
 
 @campaign_app.command("status")
-def campaign_status() -> None:
-    """Progress of the open campaigns, per tenant and per owner."""
-    _not_yet("recert campaign status", "issue 7 (campaigns and attestation emails)")
+def campaign_status(
+    campaign: Annotated[int | None, typer.Option(help="Campaign id (default: all open).")] = None,
+    output: FormatOption = Format.TEXT,
+) -> None:
+    """Progress of the open campaigns (or one), per tenant and per owner."""
+    from recert.campaigns import status
+
+    ctx = _context()
+    with Session(ctx.engine) as session:
+        progress = status(session, campaign)
+    if output is Format.JSON:
+        _emit_json(progress)
+        return
+    if not progress:
+        typer.echo("no open campaigns")
+    for c in progress:
+        typer.echo(
+            f"{c['name']} (id {c['campaign_id']}): {c['decided']}/{c['items']} decided "
+            f"({c['completion']:.0%}), due {c['due_at']}"
+        )
+        for label, rows in (("tenant", c["per_tenant"]), ("owner", c["per_owner"])):
+            for key, counts in rows.items():
+                typer.echo(f"  {label} {key}: {counts.get('decided', 0)}/{counts['items']} decided")
 
 
 @app.command()
-def notify() -> None:
-    """Send what the email outbox holds (requests, reminders, warnings, notices)."""
-    _not_yet("recert notify", "issue 7 (campaigns and attestation emails)")
+def notify(output: FormatOption = Format.TEXT) -> None:
+    """Queue the emails that are due (request, reminder, final warning, escalations) and
+    send the outbox over SMTP. Safe to re-run: no email is ever sent twice."""
+    from recert.notify import notify as run_notify
+
+    ctx = _context()
+    engine = ctx.engine
+    summary = run_notify(engine, ctx.settings, ctx.clock)
+    if output is Format.JSON:
+        _emit_json(summary.as_dict())
+    else:
+        typer.echo(
+            f"queued {summary.queued}, sent {summary.sent}, hard bounces {summary.bounced}, "
+            f"retrying later {summary.retrying}, failed {summary.failed}"
+        )
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -267,10 +328,27 @@ def _report(kind: str, output: ReportFormat, path: Path | None, tenant: str | No
 
 @report_app.command("orphans")
 def report_orphans(
-    output: ReportOutput = ReportFormat.CSV, path: ReportFile = None, tenant: ReportTenant = None
+    output: ReportOutput = ReportFormat.CSV,
+    path: ReportFile = None,
+    tenant: ReportTenant = None,
+    email: Annotated[
+        bool, typer.Option("--email", help="Also mail this week's report to the IAM team.")
+    ] = False,
 ) -> None:
     """Apps with no accountable active owner, and why (no_owner, owner_departed, ...)."""
     _report("orphans", output, path, tenant)
+    if email:
+        from recert.notify import queue_orphan_report, send_outbox
+
+        ctx = _context()
+        queued = queue_orphan_report(ctx.engine, ctx.settings, ctx.clock)
+        sent = send_outbox(ctx.engine, ctx.settings, ctx.clock)
+        typer.echo(
+            f"orphan report for {ctx.settings.iam_email}: "
+            + ("queued" if queued else "already sent this week")
+            + f"; {sent.sent} sent, {sent.retrying} to retry",
+            err=True,
+        )
 
 
 @report_app.command("stale")
@@ -339,9 +417,34 @@ def catalog_validate(
 
 
 @app.command()
-def web() -> None:
-    """Serve the owners' attestation pages and the IAM pages."""
-    _not_yet("recert web", "issue 7 (the owner's page)")
+def web(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (behind a TLS proxy in production).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to listen on (default: the port of web.base_url, else 8000)."),
+    ] = None,
+) -> None:
+    """Serve the owners' attestation pages: the signed links in review emails open here.
+
+    Migrates the database first. Needs web.secret_key_env (or _file) to check the links.
+    """
+    from urllib.parse import urlsplit
+
+    import uvicorn
+
+    from recert.web import create_app
+
+    ctx = _context()
+    engine = ctx.engine
+    db.upgrade(engine)
+    site = create_app(ctx.settings, engine, ctx.clock)
+    port = port or urlsplit(ctx.settings.web.base_url).port or 8000
+    typer.echo(
+        f"recert web: serving on http://{host}:{port} (links use {ctx.settings.web.base_url})"
+    )
+    uvicorn.run(site, host=host, port=port, log_level="warning", server_header=False)
 
 
 @app.command()

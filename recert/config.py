@@ -148,6 +148,13 @@ class Settings(BaseModel):
     risk: RiskSettings = RiskSettings()
     owner_rules: tuple[OwnerRule, ...] = ()
 
+    def signing_key(self) -> bytes:
+        """The key that signs review links; required once links are sent."""
+        if self.web.secret_key is None:
+            problem = "is required to sign review links (secret_key_env or secret_key_file)"
+            raise ConfigError(self.path, "web.secret_key_env", problem)
+        return self.web.secret_key.get_secret_value().encode("utf-8")
+
     def tenant(self, name: str) -> Tenant:
         for tenant in self.tenants:
             if tenant.name == name:

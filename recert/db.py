@@ -67,3 +67,18 @@ def head_revision() -> str:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+def require_current(engine: Engine) -> Engine:
+    """Workers never migrate (several could race): `recert init` does, once."""
+    current = current_revision(engine)
+    if current != head_revision():
+        raise SchemaOutOfDate(
+            f"database {engine.url.render_as_string(hide_password=True)} is at schema "
+            f"{current or 'none'}, not {head_revision()}: run `recert init` first"
+        )
+    return engine

@@ -9,6 +9,7 @@ nothing leaves loopback.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -24,10 +25,12 @@ from sqlmodel import Session
 
 from recert import db, reports
 from recert.analysis import analyze
+from recert.campaigns import items_by_reviewer, open_campaign
 from recert.catalog import load_catalog
 from recert.clock import Clock, clock_from_env
 from recert.config import Settings, load_settings
 from recert.inventory import inventory
+from recert.notify import notify, queue_orphan_report, send_outbox
 from recert.progress import discover_with_progress, step
 from sandbox.server import free_port
 from sandbox.tenants import SandboxTenants, Sizes, running_tenants
@@ -99,12 +102,17 @@ def _catalog(folder: Path, tenants: SandboxTenants) -> None:
 
 def _write_config(directory: Path, tenants: SandboxTenants, smtp: tuple[str, int]) -> Path:
     config = directory / "recert.toml"
+    key_file = directory / "secrets" / "web-secret-key"
+    key_file.parent.mkdir(exist_ok=True)
+    key_file.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+    key_file.chmod(0o600)
     config.write_text(
         tenants.config(
             catalog_dir="catalog",
             iam_email=IAM_EMAIL,
             database={"url": f"sqlite:///{directory / 'recert.db'}"},
             smtp={"host": smtp[0], "port": smtp[1], "from_address": "recert@example.com"},
+            web={"base_url": "http://127.0.0.1:8000", "secret_key_file": "secrets/web-secret-key"},
             owner_rules=[
                 {"pattern": "app-{team}-{name}-{env}", "owner": "{team}-owners@example.com"}
             ],
@@ -130,6 +138,7 @@ def run(directory: Path, keep_running: bool = False, sizes: Sizes = DEMO_SIZES) 
         result = DemoResult(directory, config)
         result.summary = _pipeline(settings, clock, directory)
         result.summary["emails_sent"] = drop.count
+        result.summary["mail_dir"] = str(directory / "mail")
         (directory / "summary.json").write_text(json.dumps(result.summary, indent=2))
         if keep_running:
             _wait_for_interrupt(config, tenants)
@@ -149,9 +158,19 @@ def _pipeline(settings: Settings, clock: Clock, directory: Path) -> dict[str, An
         owners = analyze(engine, settings, clock)
     with step("write reports"):
         paths = _reports(engine, settings, clock, directory)
+    with step("open a review campaign"), db.session_scope(engine) as session:
+        campaign = open_campaign(session, settings, clock)
+    with step("send the digest emails"):
+        sent = notify(engine, settings, clock)
+        queue_orphan_report(engine, settings, clock)
+        send_outbox(engine, settings, clock, sent)
     with Session(engine) as session:
         entries = inventory(session)
-    return _summary(entries, discovered, owners, paths, settings)
+        reviewers = len(items_by_reviewer(session, campaign.campaign_id))
+    result = _summary(entries, discovered, owners, paths, settings)
+    result["campaign"] = {**campaign.as_dict(), "reviewers_emailed": reviewers}
+    result["outbox"] = sent.as_dict()
+    return result
 
 
 def _reports(engine: Any, settings: Settings, clock: Clock, directory: Path) -> dict[str, str]:
@@ -242,9 +261,13 @@ def describe(result: DemoResult) -> str:
         for app in s["top_risky"]:
             name = app["display_name"].encode("unicode_escape").decode("ascii")
             lines.append(f"  [{app['tenant']}] {name}: {'; '.join(app['reasons'])}")
+    campaign = s["campaign"]
     lines.append(
-        f"Emails sent: {s['emails_sent']} (campaign emails arrive with the campaigns issue)"
+        f"Campaign {campaign['name']!r}: {campaign['items']} apps to review; "
+        f"{campaign['reviewers_emailed']} reviewers emailed ({campaign['to_iam']} orphaned apps "
+        f"went to the IAM team); due {campaign['due_at'][:10]}"
     )
+    lines.append(f"Emails sent: {s['emails_sent']}, each an .eml file in {s['mail_dir']}")
     lines.append("Look at:")
     lines.append(f"  orphan report   {s['reports']['orphans']}")
     lines.append(f"  risky report    {s['reports']['risky']}")
@@ -255,6 +278,8 @@ def describe(result: DemoResult) -> str:
     lines.append("Explore the same data:")
     lines.append(f"  RECERT_CONFIG={result.config} recert inventory --format json")
     lines.append(f"  RECERT_CONFIG={result.config} recert report orphans --format csv")
+    lines.append(f"  RECERT_CONFIG={result.config} recert campaign status")
+    lines.append(f"  RECERT_CONFIG={result.config} recert web   (then open a link from an email)")
     lines.append(f"  RECERT_CONFIG={result.config} recert audit verify")
     return "\n".join(lines)
 

@@ -200,7 +200,8 @@ class Decision(SQLModel, table=True):
     review_item_id: int = Field(foreign_key="review_item.id", index=True)
     action: str  # keep | reduce | revoke | reassign | not_mine
     justification: str = ""
-    dropped_permissions: list[str] = _json_list()
+    dropped_permissions: list[str] = _json_list()  # "resource: permission", for people
+    dropped_grant_ids: list[int] = _json_list()  # permission_grant rows, for enforcement
     new_owner_email: str | None = None
     decided_by: str
     decided_at: datetime = _when(nullable=False)

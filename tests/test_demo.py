@@ -9,6 +9,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from recert.demo import read_mail
+
 GUARD = Path(__file__).parent / "guard"
 
 
@@ -71,6 +73,16 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
     assert summary["orphaned"] > 0
     assert summary["platform_owned"] > 0
     assert any("<script>" in e["display_name"] for e in entries), "hostile names survive, escaped"
+    mails = [read_mail(path) for path in sorted((target / "mail").glob("*.eml"))]
+    assert len(mails) == summary["emails_sent"] > 0
+    iam = [m for m in mails if m["To"] == "iam-team@example.com"]
+    owners = Counter(str(m["To"]) for m in mails if m not in iam)
+    assert set(owners.values()) == {1}, "one digest per owner"
+    assert summary["campaign"]["reviewers_emailed"] == len(owners) + 1, "owners and IAM"
+    subjects = sorted(str(m["Subject"]) for m in iam)
+    assert len(subjects) == 2
+    assert subjects[0].startswith("Orphaned: ")
+    assert subjects[1].startswith("Weekly orphan report")
     assert {o["source"] for e in entries for o in e["owners"]} >= {
         "catalog",
         "idp_owner",

@@ -304,6 +304,7 @@ def upgrade() -> None:
         sa.Column("action", sa.String(), nullable=False),
         sa.Column("justification", sa.String(), nullable=False),
         sa.Column("dropped_permissions", sa.JSON(), nullable=False),
+        sa.Column("dropped_grant_ids", sa.JSON(), nullable=False),
         sa.Column("new_owner_email", sa.String(), nullable=True),
         sa.Column("decided_by", sa.String(), nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),

@@ -1,0 +1,175 @@
+"""Step 5: an owner's decision on one review item.
+
+Each decision is one small operation: lock the item, check it is this reviewer's and
+still open, record the decision, write the audit event. Hand-overs and "not mine" move
+the item to its new reviewer, whose request the next `notify` run sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, select
+
+from recert import audit
+from recert.clock import Clock
+from recert.config import Settings
+from recert.links import ReviewLink
+from recert.models import Campaign, Decision, Grant, Person, Principal, ReviewItem, Tenant
+
+ACTIONS = ("keep", "reduce", "revoke", "reassign", "not_mine")
+NEEDS_JUSTIFICATION = {"keep", "reduce"}
+MAX_JUSTIFICATION = 2000
+
+
+class DecisionRefused(Exception):
+    """The decision cannot be taken; the message is safe to show to the reviewer."""
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    action: str
+    justification: str = ""
+    dropped: tuple[int, ...] = field(default_factory=tuple)  # permission_grant row ids
+    new_owner: str | None = None
+    source_ip: str | None = None
+    user_agent: str | None = None
+
+
+def decide(
+    session: Session,
+    settings: Settings,
+    clock: Clock,
+    link: ReviewLink,
+    item_id: int,
+    request: DecisionRequest,
+) -> Decision:
+    item = session.exec(
+        select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
+    ).first()
+    _check_open(session, clock, link, item)
+    assert item is not None
+    principal = session.get(Principal, item.principal_id)
+    assert principal is not None
+    justification = _justification(request)
+    dropped = _dropped_grants(session, principal, request)
+    new_owner = _move(session, settings, item, principal, request)
+    decision = Decision(
+        review_item_id=item.id or 0,
+        action=request.action,
+        justification=justification,
+        dropped_permissions=sorted(f"{g.resource}: {g.permission}" for g in dropped),
+        dropped_grant_ids=sorted(g.id or 0 for g in dropped),
+        new_owner_email=new_owner,
+        decided_by=link.reviewer,
+        decided_at=clock.now(),
+        source_ip=request.source_ip,
+        user_agent=(request.user_agent or "")[:500] or None,
+    )
+    session.add_all([decision, item])
+    tenant = session.get(Tenant, principal.tenant_id)
+    audit.append(
+        session,
+        clock,
+        actor=link.reviewer,
+        action="review.decided",
+        subject_type="review_item",
+        subject_id=str(item.id),
+        tenant=tenant.name if tenant else None,
+        data={
+            "principal": principal.external_id,
+            "decision": request.action,
+            "justification": justification,
+            "dropped_permissions": decision.dropped_permissions,
+            "new_owner": new_owner,
+            "source_ip": request.source_ip,
+            "user_agent": decision.user_agent,
+        },
+    )
+    session.flush()
+    return decision
+
+
+def _check_open(session: Session, clock: Clock, link: ReviewLink, item: ReviewItem | None) -> None:
+    if item is None or item.campaign_id != link.campaign_id:
+        raise DecisionRefused("This app is not part of your review.")
+    if item.reviewer_email != link.reviewer.lower():
+        raise DecisionRefused("This app is now reviewed by someone else.")
+    campaign = session.get(Campaign, link.campaign_id)
+    if campaign is None or campaign.closed_at is not None or clock.now() >= item.due_at:
+        raise DecisionRefused("This review has closed; decisions can no longer be changed.")
+
+
+def _justification(request: DecisionRequest) -> str:
+    if request.action not in ACTIONS:
+        raise DecisionRefused("Choose keep, reduce, revoke, hand over or not mine.")
+    text = " ".join(request.justification.split())
+    if request.action in NEEDS_JUSTIFICATION and not text:
+        raise DecisionRefused("Please say in a few words why the app is still needed.")
+    if len(text) > MAX_JUSTIFICATION:
+        raise DecisionRefused(
+            f"Please keep the justification under {MAX_JUSTIFICATION} characters."
+        )
+    return text
+
+
+def _dropped_grants(
+    session: Session, principal: Principal, request: DecisionRequest
+) -> list[Grant]:
+    if request.action != "reduce":
+        return []
+    if not request.dropped:
+        raise DecisionRefused("Select the permissions to drop, or choose keep.")
+    grants = session.exec(
+        select(Grant).where(
+            Grant.principal_id == principal.id, col(Grant.id).in_(list(request.dropped))
+        )
+    ).all()
+    if len(grants) != len(set(request.dropped)):
+        raise DecisionRefused("Some selected permissions do not belong to this app.")
+    return list(grants)
+
+
+def _move(
+    session: Session,
+    settings: Settings,
+    item: ReviewItem,
+    principal: Principal,
+    request: DecisionRequest,
+) -> str | None:
+    """Apply the decision to the item; returns the new reviewer of a hand-over."""
+    if request.action == "not_mine":
+        item.reviewer_email, item.owner_source, item.status = (
+            settings.iam_email.lower(),
+            "not_mine",
+            "pending",
+        )
+        return settings.iam_email.lower()
+    if request.action != "reassign":
+        item.status = "decided"
+        return None
+    email = (request.new_owner or "").strip().lower()
+    person = session.exec(
+        select(Person).where(
+            Person.tenant_id == principal.tenant_id, col(Person.email).ilike(email)
+        )
+    ).first()
+    if not email or person is None or not person.active:
+        raise DecisionRefused("Hand it to an active person in the same directory (their email).")
+    if email == item.reviewer_email:
+        raise DecisionRefused("That is you: choose keep, reduce or revoke instead.")
+    item.reviewer_email, item.owner_source, item.status = email, "reassigned", "pending"
+    return email
+
+
+def latest_decisions(session: Session, item_ids: list[int]) -> dict[int, Decision]:
+    """The decision in force per item: the newest one (a reviewer may change their mind)."""
+    latest: dict[int, Decision] = {}
+    query = (
+        select(Decision)
+        .where(col(Decision.review_item_id).in_(item_ids))
+        .order_by(col(Decision.decided_at), col(Decision.id))
+    )
+    for decision in session.exec(query):
+        latest[decision.review_item_id] = decision
+    return latest

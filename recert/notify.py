@@ -1,0 +1,410 @@
+"""Step 4: the transactional outbox. Due emails become rows keyed by (review set, kind,
+recipient); a sender claims rows one at a time, sends over SMTP and records the result.
+
+Running notify twice, or two senders at once, never sends an email twice: a row is
+inserted once per key, and a claim is one conditional UPDATE that only one sender wins.
+A permanent refusal at RCPT is a hard bounce: that owner's items go to the IAM team.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Any
+
+from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from emails import render as mail
+from emails import wording
+from emails.send import HardBounce, SendError, SmtpServer, TransientSendError, send
+from recert import audit, reports
+from recert.campaigns import item_contexts, items_by_reviewer, open_campaigns
+from recert.clock import Clock
+from recert.config import Settings
+from recert.db import session_scope
+from recert.links import ReviewLink, sign
+from recert.models import (
+    Campaign,
+    Grant,
+    OutboxEmail,
+    Ownership,
+    Person,
+    Principal,
+    ReviewItem,
+    Tenant,
+)
+from recert.risk import permission_level
+
+log = logging.getLogger(__name__)
+
+REMINDER_DAY = 7
+FINAL_WARNING_DAY = 12
+MAX_ATTEMPTS = 8
+CLAIM_FOR = timedelta(minutes=10)
+
+
+@dataclass
+class NotifySummary:
+    queued: int = 0
+    sent: int = 0
+    bounced: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def notify(engine: Engine, settings: Settings, clock: Clock) -> NotifySummary:
+    summary = NotifySummary(queued=enqueue_due(engine, settings, clock))
+    send_outbox(engine, settings, clock, summary)
+    return summary
+
+
+# --- what is due --------------------------------------------------------------------
+
+
+def kinds_due(day: float, reviewer_is_iam: bool, pending: int) -> list[mail.Kind]:
+    """Day 0 request, day 7 reminder, day 12 final warning; IAM gets one escalation."""
+    if reviewer_is_iam:
+        return ["orphan_escalation"] if pending else []
+    due: list[mail.Kind] = ["request"] if pending else []
+    if pending and day >= FINAL_WARNING_DAY:
+        due.append("final_warning")
+    elif pending and day >= REMINDER_DAY:
+        due.append("reminder")
+    return due
+
+
+def enqueue_due(engine: Engine, settings: Settings, clock: Clock) -> int:
+    now = clock.now()
+    secret = settings.signing_key()
+    queued = 0
+    with session_scope(engine) as session:
+        for campaign in open_campaigns(session):
+            if now >= campaign.due_at:
+                continue
+            day = (now - campaign.opened_at) / timedelta(days=1)
+            for reviewer, items in items_by_reviewer(session, campaign.id or 0).items():
+                pending = [i for i in items if i.status == "pending"]
+                is_iam = reviewer == settings.iam_email.lower()
+                for kind in kinds_due(day, is_iam, len(pending)):
+                    queued += _enqueue(
+                        session, settings, now, secret, campaign, reviewer, kind, pending
+                    )
+    return queued
+
+
+def _enqueue(
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    secret: bytes,
+    campaign: Campaign,
+    reviewer: str,
+    kind: mail.Kind,
+    items: list[ReviewItem],
+) -> int:
+    key = f"campaign:{campaign.id}:{kind}:{reviewer}"
+    if kind == "orphan_escalation":  # items reach IAM over time: a new set, a new email
+        digest_of = ",".join(str(i.id) for i in items)
+        key += ":" + hashlib.sha256(digest_of.encode()).hexdigest()[:16]
+    if session.exec(select(OutboxEmail.id).where(OutboxEmail.idempotency_key == key)).first():
+        return 0
+    link = ReviewLink(campaign.id or 0, reviewer, campaign.due_at)
+    digest = mail.Digest(
+        kind=kind,
+        campaign=campaign.name,
+        recipient_email=reviewer,
+        recipient_name=_person_name(session, reviewer),
+        apps=tuple(_app_summaries(session, items, reviewer)),
+        review_url=f"{settings.web.base_url.rstrip('/')}/review/{sign(secret, link)}",
+        due_at=campaign.due_at,
+        iam_contact=settings.iam_email,
+        now=now,
+    )
+    cc = _manager_of(session, reviewer) if kind == "final_warning" else ()
+    message = mail.render(digest, from_address=settings.smtp.from_address, to=reviewer, cc=cc)
+    return _insert(session, key, kind, reviewer, cc, message, campaign.id, now)
+
+
+def _insert(
+    session: Session,
+    key: str,
+    kind: str,
+    recipient: str,
+    cc: tuple[str, ...],
+    message: EmailMessage,
+    campaign_id: int | None,
+    now: datetime,
+) -> int:
+    text_part = message.get_body(("plain",))
+    html_part = message.get_body(("html",))
+    row = {
+        "idempotency_key": key,
+        "kind": kind,
+        "recipient": recipient,
+        "cc": list(cc),
+        "subject": str(message["Subject"]),
+        "body_text": text_part.get_content() if text_part else "",
+        "body_html": html_part.get_content() if html_part else "",
+        "status": "pending",
+        "attempts": 0,
+        "message_id": make_msgid(domain=recipient.rsplit("@", 1)[-1] or "recert"),
+        "created_at": now,
+        "campaign_id": campaign_id,
+    }
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(OutboxEmail)
+        .values(row)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(col(OutboxEmail.id))
+    )
+    return len(session.execute(statement).all())  # no row back: another run queued it
+
+
+def _person_name(session: Session, email: str) -> str | None:
+    person = session.exec(select(Person).where(col(Person.email).ilike(email))).first()
+    return person.display_name if person else None
+
+
+def _manager_of(session: Session, email: str) -> tuple[str, ...]:
+    """The reviewer's active manager, copied on the final warning."""
+    person = session.exec(select(Person).where(col(Person.email).ilike(email))).first()
+    if person is None or not person.manager_external_id:
+        return ()
+    manager = session.exec(
+        select(Person).where(
+            Person.tenant_id == person.tenant_id,
+            Person.external_id == person.manager_external_id,
+        )
+    ).first()
+    if manager is None or not manager.active or not manager.email:
+        return ()
+    return (manager.email.lower(),)
+
+
+def _app_summaries(
+    session: Session, items: list[ReviewItem], reviewer: str
+) -> list[mail.AppSummary]:
+    return [
+        mail.AppSummary(
+            provider=wording.PROVIDERS.get(c.tenant.kind, c.tenant.kind),
+            tenant=c.tenant.name,
+            kind=c.principal.kind,
+            display_name=c.principal.display_name,
+            external_id=c.principal.external_id,
+            permissions=tuple(_permission(g) for g in c.grants),
+            credentials=tuple(mail.CredentialInfo(x.type, x.expires_at) for x in c.credentials),
+            last_used_at=c.principal.last_used_at,
+            activity_known_since=c.principal.activity_window_start,
+            owner_reason=_owner_reason(c.owners, c.item, reviewer),
+            risk=c.principal.risk,
+            risk_reasons=tuple(c.principal.risk_reasons),
+            reversible=c.principal.kind != "third_party_app",
+            orphan_reason=_orphan_reason(c.owners, c.item),
+        )
+        for c in item_contexts(session, items)
+    ]
+
+
+def _orphan_reason(owners: list[Ownership], item: ReviewItem) -> str | None:
+    """Why IAM reviews it: a hand-back or a bounce, else the owner resolution's reason."""
+    moved = {"not_mine": "not_mine", "bounced": "owner_unreachable"}
+    if item.owner_source in moved:
+        return moved[item.owner_source]
+    return next((o.orphan_reason for o in owners if o.orphan_reason), None)
+
+
+def _permission(grant: Grant) -> mail.Permission:
+    return mail.Permission(
+        name=grant.permission,
+        resource=grant.resource,
+        description=grant.description,
+        high_risk=permission_level(grant.permission) == "high" or grant.consent == "domain_wide",
+        consent=grant.consent,
+    )
+
+
+def _owner_reason(owners: list[Ownership], item: ReviewItem, reviewer: str) -> str:
+    if item.owner_source == "reassigned":
+        return "the previous owner handed this app to you"
+    if item.owner_source == "not_mine":
+        return "its owner said it is not theirs: the IAM team decides"
+    for owner in owners:
+        if (owner.email or "").lower() == reviewer:
+            return owner.evidence
+    orphan = next((o for o in owners if o.orphan_reason), None)
+    return f"no accountable owner: {orphan.evidence}" if orphan else item.owner_source
+
+
+def queue_orphan_report(engine: Engine, settings: Settings, clock: Clock) -> int:
+    """This week's orphan report for the IAM team (once per ISO week)."""
+    now = clock.now()
+    year, week, _ = now.isocalendar()
+    recipient = settings.iam_email.lower()
+    with session_scope(engine) as session:
+        key = f"orphan_report:{year}-W{week:02d}:{recipient}"
+        if session.exec(select(OutboxEmail.id).where(OutboxEmail.idempotency_key == key)).first():
+            return 0
+        orphaned = reports.orphans(session, settings, now)
+        principals = session.exec(
+            select(Principal)
+            .join(Tenant, col(Tenant.id) == Principal.tenant_id)
+            .where(
+                col(Principal.external_id).in_([r["external_id"] for r in orphaned]),
+                col(Tenant.name).in_({r["tenant"] for r in orphaned}),
+            )
+        ).all()
+        wanted = {(r["tenant"], r["external_id"]) for r in orphaned}
+        tenants = {t.id: t.name for t in session.exec(select(Tenant))}
+        items = [
+            ReviewItem(campaign_id=0, principal_id=p.id or 0, reviewer_email=recipient, due_at=now)
+            for p in principals
+            if (tenants[p.tenant_id], p.external_id) in wanted
+        ]
+        digest = mail.Digest(
+            kind="orphan_report",
+            campaign=f"Orphan report {year}-W{week:02d}",
+            recipient_email=recipient,
+            recipient_name=None,
+            apps=tuple(_app_summaries(session, items, recipient)),
+            review_url=None,
+            due_at=None,
+            iam_contact=settings.iam_email,
+            now=now,
+        )
+        message = mail.render(digest, from_address=settings.smtp.from_address, to=recipient)
+        return _insert(session, key, "orphan_report", recipient, (), message, None, now)
+
+
+# --- sending --------------------------------------------------------------------------
+
+
+def send_outbox(
+    engine: Engine, settings: Settings, clock: Clock, summary: NotifySummary | None = None
+) -> NotifySummary:
+    summary = summary or NotifySummary()
+    server = SmtpServer(
+        host=settings.smtp.host,
+        port=settings.smtp.port,
+        starttls=settings.smtp.starttls,
+        username=settings.smtp.username,
+        password=settings.smtp.password.get_secret_value() if settings.smtp.password else None,
+        timeout_seconds=settings.smtp.timeout_seconds,
+    )
+    while (row := _claim_next(engine, clock.now())) is not None:
+        _deliver(engine, settings, clock, server, row, summary)
+    return summary
+
+
+def _claim_next(engine: Engine, now: datetime) -> OutboxEmail | None:
+    """Claim one due row; only one sender's conditional UPDATE can win it."""
+    claimable = and_(
+        col(OutboxEmail.status) == "pending",
+        or_(col(OutboxEmail.next_attempt_at).is_(None), col(OutboxEmail.next_attempt_at) <= now),
+        or_(col(OutboxEmail.claimed_until).is_(None), col(OutboxEmail.claimed_until) <= now),
+    )
+    with session_scope(engine) as session:
+        for candidate in session.exec(
+            select(OutboxEmail.id).where(claimable).order_by(col(OutboxEmail.id)).limit(20)
+        ):
+            won = session.execute(
+                update(OutboxEmail)
+                .where(col(OutboxEmail.id) == candidate, claimable)
+                .values(claimed_until=now + CLAIM_FOR)
+            )
+            if won.rowcount == 1:  # type: ignore[attr-defined]
+                session.commit()
+                return session.get(OutboxEmail, candidate)
+    return None
+
+
+def _message(row: OutboxEmail, from_address: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = from_address
+    message["To"] = row.recipient
+    if row.cc:
+        message["Cc"] = ", ".join(row.cc)
+    message["Subject"] = row.subject
+    message["Message-ID"] = row.message_id or make_msgid()
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(row.body_text)
+    message.add_alternative(row.body_html, subtype="html")
+    return message
+
+
+def _deliver(
+    engine: Engine,
+    settings: Settings,
+    clock: Clock,
+    server: SmtpServer,
+    row: OutboxEmail,
+    summary: NotifySummary,
+) -> None:
+    try:
+        message_id = send(server, _message(row, settings.smtp.from_address))
+    except HardBounce as bounce:
+        _record(engine, row.id, status="bounced", last_error=str(bounce))
+        _escalate_bounced(engine, settings, clock, row)
+        summary.bounced += 1
+    except TransientSendError as error:
+        attempts = row.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            _record(engine, row.id, status="failed", attempts=attempts, last_error=str(error))
+            summary.failed += 1
+            return
+        delay = timedelta(minutes=min(2**attempts, 360) * random.uniform(0.5, 1.0))
+        _record(
+            engine,
+            row.id,
+            attempts=attempts,
+            next_attempt_at=clock.now() + delay,
+            claimed_until=None,
+            last_error=str(error),
+        )
+        summary.retrying += 1
+    except SendError as error:
+        _record(engine, row.id, status="failed", attempts=row.attempts + 1, last_error=str(error))
+        summary.failed += 1
+    else:
+        _record(engine, row.id, status="sent", message_id=message_id, sent_at=clock.now())
+        summary.sent += 1
+
+
+def _record(engine: Engine, row_id: int | None, **values: Any) -> None:
+    with session_scope(engine) as session:
+        session.execute(update(OutboxEmail).where(col(OutboxEmail.id) == row_id).values(**values))
+
+
+def _escalate_bounced(engine: Engine, settings: Settings, clock: Clock, row: OutboxEmail) -> None:
+    """The owner cannot be reached: their pending items go to the IAM team."""
+    iam = settings.iam_email.lower()
+    with session_scope(engine) as session:
+        items = session.exec(
+            select(ReviewItem).where(
+                ReviewItem.reviewer_email == row.recipient,
+                ReviewItem.status == "pending",
+                ReviewItem.campaign_id == row.campaign_id,
+            )
+        ).all()
+        for item in items:
+            item.reviewer_email, item.owner_source = iam, "bounced"
+            session.add(item)
+        audit.append(
+            session,
+            clock,
+            actor="recert",
+            action="owner.mail_bounced",
+            subject_type="outbox_email",
+            subject_id=str(row.id),
+            data={"recipient": row.recipient, "items_escalated": [i.id for i in items]},
+        )

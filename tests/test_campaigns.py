@@ -1,0 +1,296 @@
+"""Campaigns and the outbox, travelling through the 14 days against a real SMTP server."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from connectors import base
+from recert import campaigns, links
+from recert.analysis import analyze
+from recert.clock import FixedClock
+from recert.config import Settings, SmtpSettings, WebSettings
+from recert.db import session_scope
+from recert.decisions import DecisionRefused, DecisionRequest, decide
+from recert.discovery import discover_tenant
+from recert.models import AuditEvent, Campaign, OutboxEmail, ReviewItem
+from recert.notify import notify, send_outbox
+from tests.conftest import SmtpCapture
+from tests.test_discovery import TENANT, ScriptedConnector
+
+DAY0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
+K = base.PrincipalKind
+
+
+def day(n: float) -> FixedClock:
+    return FixedClock(DAY0 + timedelta(days=n))
+
+
+def app(external_id: str, **kw: Any) -> base.Principal:
+    return base.Principal(external_id, K.OAUTH_APP, f"App {external_id}", app_id=external_id, **kw)
+
+
+def owned_by(principal: str, person: str) -> base.OwnerHint:
+    return base.OwnerHint(
+        principal, base.OwnerSource.IDP_OWNER, "listed as owner", person_id=person
+    )
+
+
+PAGE = base.Page(
+    principals=[
+        app("ann-1"),
+        app("ann-2"),
+        app("dan-1"),
+        app("cy-1"),
+        app("orphan-1"),
+        app("platform", platform_owned=True),
+        base.Principal("mi", K.MANAGED_IDENTITY, "Managed identity"),
+        app("0oaPROTECTED"),
+        app("disabled", status=base.Status.DISABLED),
+    ],
+    people=[
+        base.Person("ann", "Ann Owner", "ann@acme.test", active=True, manager_id="bo"),
+        base.Person("bo", "Bo Manager", "bo@acme.test", active=True),
+        base.Person("dan", "Dan Quick", "dan@acme.test", active=True),
+        base.Person("cy", "Cy Gone", "cy@acme.test", active=True),
+    ],
+    owner_hints=[
+        owned_by("ann-1", "ann"),
+        owned_by("ann-2", "ann"),
+        owned_by("dan-1", "dan"),
+        owned_by("cy-1", "cy"),
+        owned_by("platform", "ann"),
+        owned_by("0oaPROTECTED", "ann"),
+        owned_by("disabled", "ann"),
+    ],
+    grants=[
+        base.Grant("ann-1", "g1", "okta.users.manage", "Okta API", base.Consent.APPLICATION),
+        base.Grant("ann-1", "g2", "okta.users.read", "Okta API", base.Consent.APPLICATION),
+    ],
+    checkpoint=base.Checkpoint(full=True),
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, smtp_server: SmtpCapture) -> Settings:
+    return Settings(
+        path=tmp_path / "recert.toml",
+        tenants=(TENANT,),
+        iam_email="iam@acme.test",
+        smtp=SmtpSettings(
+            host=smtp_server.host, port=smtp_server.port, from_address="recert@acme.test"
+        ),
+        web=WebSettings(base_url="https://recert.acme.test", secret_key=SecretStr("k" * 32)),
+    )
+
+
+@pytest.fixture
+def campaign(engine: Engine, settings: Settings) -> campaigns.CampaignSummary:
+    assert (
+        discover_tenant(engine, TENANT, day(-1), connector=ScriptedConnector([PAGE])).status
+        == "complete"
+    )
+    analyze(engine, settings, day(-1))
+    with session_scope(engine) as session:
+        return campaigns.open_campaign(session, settings, day(0), name="Q4 review")
+
+
+def reviewers(engine: Engine) -> dict[str, str]:
+    with Session(engine) as session:
+        items = session.exec(select(ReviewItem)).all()
+        from recert.models import Principal
+
+        names = {p.id: p.external_id for p in session.exec(select(Principal))}
+    return {names[i.principal_id]: i.reviewer_email for i in items}
+
+
+def test_a_campaign_reviews_only_what_is_in_scope(
+    engine: Engine, settings: Settings, campaign: Any
+) -> None:
+    assert campaign.created
+    assert reviewers(engine) == {
+        "ann-1": "ann@acme.test",
+        "ann-2": "ann@acme.test",
+        "dan-1": "dan@acme.test",
+        "cy-1": "cy@acme.test",
+        "orphan-1": "iam@acme.test",
+    }
+    assert campaign.due_at == DAY0 + timedelta(days=14)
+    with session_scope(engine) as session:
+        again = campaigns.open_campaign(session, settings, day(0.5), name="Q4 review")
+    assert not again.created
+    assert again.items == campaign.items == 5
+
+
+def test_fourteen_days_each_person_gets_exactly_their_emails(
+    engine: Engine, settings: Settings, campaign: Any, smtp_server: SmtpCapture
+) -> None:
+    smtp_server.refuse.add("cy@acme.test")
+    secret = settings.signing_key()
+    received: list[tuple[int, str, str, tuple[str, ...]]] = []
+    for n in range(15):
+        clock = day(n)
+        if n == 2:  # Dan answers everything early; Ann keeps one of her two apps
+            decide_as(engine, settings, clock, secret, "dan@acme.test", "dan-1", "keep")
+            decide_as(engine, settings, clock, secret, "ann@acme.test", "ann-2", "keep")
+        before = len(smtp_server.messages)
+        notify(engine, settings, clock)
+        notify(engine, settings, clock)  # the same day again: only what changed since
+        notify(engine, settings, clock)
+        for mail in smtp_server.messages[before:]:
+            kind = kind_of(engine, mail.message["Message-ID"])
+            cc = tuple(a.strip() for a in str(mail.message.get("Cc", "")).split(",") if a.strip())
+            received.append((n, str(mail.message["To"]), kind, cc))
+    assert received == [
+        (0, "ann@acme.test", "request", ()),
+        (0, "dan@acme.test", "request", ()),
+        (0, "iam@acme.test", "orphan_escalation", ()),
+        # The next run that day: Cy's mail bounced, so Cy's app joins IAM's list at once.
+        (0, "iam@acme.test", "orphan_escalation", ()),
+        (7, "ann@acme.test", "reminder", ()),
+        (12, "ann@acme.test", "final_warning", ("bo@acme.test",)),
+    ]
+    assert smtp_server.to("bo@acme.test")[0].message["To"] == "ann@acme.test"
+    with Session(engine) as session:
+        bounced = session.exec(select(OutboxEmail).where(OutboxEmail.status == "bounced")).one()
+        events = session.exec(select(AuditEvent.action)).all()
+    assert bounced.recipient == "cy@acme.test"
+    assert reviewers(engine)["cy-1"] == "iam@acme.test"
+    assert "owner.mail_bounced" in events
+
+
+def kind_of(engine: Engine, message_id: str) -> str:
+    with Session(engine) as session:
+        return session.exec(
+            select(OutboxEmail.kind).where(OutboxEmail.message_id == message_id)
+        ).one()
+
+
+def decide_as(
+    engine: Engine,
+    settings: Settings,
+    clock: FixedClock,
+    secret: bytes,
+    reviewer: str,
+    app_id: str,
+    action: str,
+    **kw: Any,
+) -> None:
+    link = links.verify(
+        secret,
+        links.sign(secret, links.ReviewLink(1, reviewer, DAY0 + timedelta(days=14))),
+        clock.now(),
+    )
+    with session_scope(engine) as session:
+        from recert.models import Principal
+
+        item = session.exec(
+            select(ReviewItem).join(Principal).where(Principal.external_id == app_id)
+        ).one()
+        decide(
+            session,
+            settings,
+            clock,
+            link,
+            item.id or 0,
+            DecisionRequest(action, justification=kw.pop("why", "still needed"), **kw),
+        )
+
+
+def test_decisions_are_checked_and_audited(
+    engine: Engine, settings: Settings, campaign: Any
+) -> None:
+    secret = settings.signing_key()
+    with pytest.raises(DecisionRefused, match="someone else"):
+        decide_as(engine, settings, day(1), secret, "dan@acme.test", "ann-1", "keep")
+    with pytest.raises(DecisionRefused, match="why the app is still needed"):
+        decide_as(engine, settings, day(1), secret, "ann@acme.test", "ann-1", "keep", why="  ")
+    with pytest.raises(DecisionRefused, match="active person"):
+        decide_as(
+            engine,
+            settings,
+            day(1),
+            secret,
+            "ann@acme.test",
+            "ann-1",
+            "reassign",
+            new_owner="ghost@acme.test",
+        )
+    decide_as(
+        engine,
+        settings,
+        day(1),
+        secret,
+        "ann@acme.test",
+        "ann-1",
+        "reassign",
+        new_owner="Dan@acme.test",
+    )
+    assert reviewers(engine)["ann-1"] == "dan@acme.test"
+    decide_as(engine, settings, day(2), secret, "dan@acme.test", "ann-1", "not_mine")
+    assert reviewers(engine)["ann-1"] == "iam@acme.test"
+    with pytest.raises(links.InvalidLink, match="expired"):
+        decide_as(engine, settings, day(14), secret, "ann@acme.test", "ann-2", "revoke")
+    with session_scope(engine) as session:
+        closed = session.exec(select(Campaign)).one()
+        closed.closed_at = day(3).now()
+        session.add(closed)
+    with pytest.raises(DecisionRefused, match="closed"):
+        decide_as(engine, settings, day(4), secret, "ann@acme.test", "ann-2", "revoke")
+    with Session(engine) as session:
+        decided = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "review.decided")
+        ).all()
+    assert [e.data["decision"] for e in decided] == ["reassign", "not_mine"]
+
+
+def test_two_senders_at_once_send_each_email_once(
+    engine: Engine, settings: Settings, campaign: Any, smtp_server: SmtpCapture
+) -> None:
+    from recert.notify import enqueue_due
+
+    assert enqueue_due(engine, settings, day(0)) == 4
+    threads = [
+        threading.Thread(target=send_outbox, args=(engine, settings, day(0))) for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(str(m.message["To"]) for m in smtp_server.messages) == [
+        "ann@acme.test",
+        "cy@acme.test",
+        "dan@acme.test",
+        "iam@acme.test",
+    ]
+
+
+def test_an_unreachable_server_is_retried_later_not_lost(
+    engine: Engine, settings: Settings, campaign: Any, smtp_server: SmtpCapture
+) -> None:
+    from recert.config import SmtpSettings as Smtp
+
+    down = settings.model_copy(update={"smtp": Smtp(host="127.0.0.1", port=1, timeout_seconds=2)})
+    first = notify(engine, down, day(0))
+    assert (first.queued, first.sent, first.retrying) == (4, 0, 4)
+    assert notify(engine, settings, day(0)).sent == 0, "not before the backoff elapses"
+    later = notify(engine, settings, day(0.5))
+    assert later.sent == 4
+    assert len(smtp_server.messages) == 4
+
+
+def test_status_per_tenant_and_owner(engine: Engine, settings: Settings, campaign: Any) -> None:
+    decide_as(engine, settings, day(1), settings.signing_key(), "dan@acme.test", "dan-1", "keep")
+    with Session(engine) as session:
+        [progress] = campaigns.status(session)
+    assert (progress["items"], progress["decided"]) == (5, 1)
+    assert progress["per_tenant"]["okta-test"]["items"] == 5
+    assert progress["per_owner"]["dan@acme.test"] == {"items": 1, "decided": 1}
+    assert progress["per_owner"]["ann@acme.test"] == {"items": 2, "pending": 2}
