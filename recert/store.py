@@ -25,10 +25,6 @@ from recert.models import Credential, Grant, OwnerHint, Person, Principal
 log = logging.getLogger(__name__)
 _Child = TypeVar("_Child", base.Credential, base.Grant, base.OwnerHint, base.Activity)
 
-# PostgreSQL takes 65,535 bind parameters per statement and SQLite 32,766: pages wider
-# than that are split, anything normal is one statement.
-_MAX_PARAMS = 30_000
-
 
 def upsert(
     session: Session,
@@ -47,17 +43,17 @@ def upsert(
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     columns = list(unique[0])
     updated = [c for c in columns if c not in keys and c not in set(keep)]
-    per_statement = max(1, _MAX_PARAMS // len(columns))
-    for start in range(0, len(unique), per_statement):
-        statement = insert(table).values(unique[start : start + per_statement])
+    statement = insert(table)
+    if updated:
         excluded = statement.excluded
-        if updated:
-            statement = statement.on_conflict_do_update(
-                index_elements=list(keys), set_={c: excluded[c] for c in updated}
-            )
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=list(keys))
-        session.execute(statement)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys), set_={c: excluded[c] for c in updated}
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+    # One cached statement with the page as executemany parameters: the drivers batch it
+    # (psycopg pipelines, sqlite3 in C) without compiling a new giant VALUES list per page.
+    session.execute(statement, unique)
 
 
 def grouped(session: Session, model: Any, ids: Sequence[int | None]) -> dict[int, list[Any]]:
