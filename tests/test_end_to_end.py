@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
+from recert import db
+from recert.clock import FixedClock
+from recert.config import load_settings
+from recert.discovery import discover_tenant
+from recert.inventory import inventory as build_inventory
 from sandbox.tenants import SandboxTenants, Sizes, running_tenants
 from tests.google.truth import expected_delegations
 
@@ -219,3 +225,32 @@ def test_a_second_run_changes_nothing_and_the_audit_chain_holds(
     assert json_of(config, "inventory") == inventory
     verified = recert(config, "audit", "verify")
     assert verified.returncode == 0, verified.stderr
+
+
+def test_tenants_at_scale_fill_the_inventory(tmp_path: Path) -> None:
+    """2,000 Entra service principals, 1,000 Okta apps, 2,000 Google users, into the store."""
+    sizes = Sizes(okta_apps=1000, entra_principals=2000, google_principals=400, google_users=2000)
+    with running_tenants(tmp_path, sizes, now=NOW) as tenants:
+        config = tmp_path / "recert.toml"
+        config.write_text(tenants.config(database={"url": f"sqlite:///{tmp_path / 'big.db'}"}))
+        settings = load_settings(config, {})
+        engine = db.make_engine(settings.database.url)
+        db.upgrade(engine)
+        for tenant in settings.tenants:
+            assert discover_tenant(engine, tenant, FixedClock(NOW)).status == "complete"
+        with Session(engine) as session:
+            entries = build_inventory(session)
+    entra_truth = tenants.entra.tenant.truth
+    found = of(entries, "entra-demo")
+    assert len(found) >= 2000
+    assert {i: e["kind"] for i, e in found.items()} == entra_truth.kinds
+    assert {i for i, e in found.items() if e["platform_owned"]} == entra_truth.platform_owned
+    okta_truth = tenants.okta.truth
+    assert {i for i, e in of(entries, "okta-demo").items() if e["kind"] == "oauth_app"} == (
+        set(okta_truth.oauth_apps) | okta_truth.builtins
+    )
+    users = tenants.google.seed.users
+    assert len(users) >= 2000
+    consented = {cid for user in users for cid in user.tokens}
+    google = of(entries, "google-demo")
+    assert {i for i, e in google.items() if e["kind"] == "third_party_app"} == consented
