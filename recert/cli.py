@@ -351,6 +351,17 @@ def report_orphans(
         )
 
 
+@report_app.command("link")
+def report_link(
+    days: Annotated[int, typer.Option(min=1, max=31, help="How long the link works.")] = 7,
+) -> None:
+    """Print a signed link to the report pages for the IAM team (served by `recert web`)."""
+    from recert.reports import report_url
+
+    ctx = _context()
+    typer.echo(report_url(ctx.settings, ctx.clock.now(), days))
+
+
 @report_app.command("stale")
 def report_stale(
     output: ReportOutput = ReportFormat.CSV, path: ReportFile = None, tenant: ReportTenant = None

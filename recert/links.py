@@ -1,4 +1,5 @@
-"""Signed, expiring review links bound to one reviewer and one campaign.
+"""Signed, expiring links: review links bound to one reviewer and one campaign, and the
+IAM team's report links.
 
 A link token is `base64url(payload).base64url(HMAC-SHA256(payload))`. It names the
 campaign, the reviewer and when it expires (the campaign's due date); nothing else in it
@@ -40,19 +41,24 @@ def _mac(secret: bytes, purpose: str, payload: bytes) -> bytes:
     return hmac.new(secret, purpose.encode() + b"\0" + payload, hashlib.sha256).digest()
 
 
-def sign(secret: bytes, link: ReviewLink) -> str:
+REVIEW = "review"
+REPORTS = "reports"  # the IAM team's report pages: `reviewer` is the IAM address
+
+
+def sign(secret: bytes, link: ReviewLink, purpose: str = REVIEW) -> str:
+    """A token for `purpose`; a token signed for one purpose never verifies for another."""
     payload = json.dumps(
         {"c": link.campaign_id, "r": link.reviewer, "e": int(link.expires_at.timestamp())},
         separators=(",", ":"),
     ).encode()
-    return f"{_b64(payload)}.{_b64(_mac(secret, 'review', payload))}"
+    return f"{_b64(payload)}.{_b64(_mac(secret, purpose, payload))}"
 
 
-def verify(secret: bytes, token: str, now: datetime) -> ReviewLink:
+def verify(secret: bytes, token: str, now: datetime, purpose: str = REVIEW) -> ReviewLink:
     try:
         encoded, signature = token.split(".")
         payload = _unb64(encoded)
-        good = hmac.compare_digest(_unb64(signature), _mac(secret, "review", payload))
+        good = hmac.compare_digest(_unb64(signature), _mac(secret, purpose, payload))
     except (ValueError, TypeError, binascii.Error) as error:
         raise InvalidLink("this link is malformed") from error
     if not good:

@@ -277,7 +277,7 @@ def queue_orphan_report(engine: Engine, settings: Settings, clock: Clock) -> int
             recipient_email=recipient,
             recipient_name=None,
             apps=tuple(_app_summaries(session, items, recipient)),
-            review_url=None,
+            review_url=reports.report_url(settings, now),
             due_at=None,
             iam_contact=settings.iam_email,
             now=now,

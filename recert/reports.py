@@ -11,12 +11,13 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlmodel import Session, col, select
 
+from recert import links
 from recert.catalog import Catalog
 from recert.config import Settings
 from recert.models import Ownership, Principal, Tenant
@@ -188,3 +189,13 @@ def _cell(value: Any) -> str:
         else str(value)
     )
     return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+REPORT_LINK_DAYS = 7
+
+
+def report_url(settings: Settings, now: datetime, days: int = REPORT_LINK_DAYS) -> str:
+    """A signed link to the report pages for the IAM team, valid for `days`."""
+    link = links.ReviewLink(0, settings.iam_email.lower(), now + timedelta(days=days))
+    token = links.sign(settings.signing_key(), link, links.REPORTS)
+    return f"{settings.web.base_url.rstrip('/')}/reports/{token}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -91,3 +92,37 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
         "manager",
         "iam_team",
     }
+
+
+def test_keep_running_serves_the_tenants_to_other_commands(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECERT_")}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "recert", "demo", "--dir", str(target), "--keep-running"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:  # blocks until the demo says the tenants are up
+            if "Press Ctrl-C" in line:
+                break
+        again = subprocess.run(
+            [sys.executable, "-m", "recert", "discover", "--format", "json"],
+            env={**env, "RECERT_CONFIG": str(target / "recert.toml")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert again.returncode == 0, again.stderr[-2000:]
+        summaries = json.loads(again.stdout)
+        assert [s["status"] for s in summaries] == ["complete"] * 3
+        assert all(s["new"] == 0 for s in summaries), "the same tenants the demo saw"
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0
+    assert "Recert demo:" in rest

@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Form, Request, Response
+from fastapi import FastAPI, Form, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.exceptions import HTTPException
 
-from recert import links
+from recert import links, reports
+from recert.catalog import load_catalog
 from recert.clock import Clock
 from recert.config import Settings
 from recert.db import session_scope
@@ -68,6 +69,8 @@ def create_app(settings: Settings, engine: Engine, clock: ClockSource) -> FastAP
     app.add_api_route("/healthz", _healthz, methods=["GET"], response_class=PlainTextResponse)
     app.add_api_route("/review/{token}", site.show, methods=["GET"])
     app.add_api_route("/review/{token}/items/{item_id}", site.decide_item, methods=["POST"])
+    app.add_api_route("/reports/{token}", site.report_index, methods=["GET"])
+    app.add_api_route("/reports/{token}/{kind}", site.report, methods=["GET"])
     return app
 
 
@@ -154,6 +157,39 @@ class _ReviewSite:
         with session_scope(self.engine) as session:
             decide(session, self.settings, clock, link, item_id, decision)
 
+    def report_index(self, request: Request, token: str) -> Response:
+        """The IAM team's reports, with how many apps each lists now."""
+        now = self.clock().now()
+        link = self._iam_link(token, now)
+        counts = {kind: len(self._report_rows(kind, now)) for kind in reports.REPORTS}
+        return self._render(
+            "reports.html",
+            200,
+            token=quote(token, safe=""),
+            titles=reports.TITLES,
+            counts=counts,
+            expires_at=link.expires_at,
+        )
+
+    def report(
+        self,
+        request: Request,
+        token: str,
+        kind: str,
+        output: Annotated[str, Query(alias="format")] = "html",
+    ) -> Response:
+        """One report as a page, or as CSV / JSON to download."""
+        now = self.clock().now()
+        self._iam_link(token, now)
+        if kind not in reports.REPORTS or output not in ("html", "csv", "json"):
+            raise HTTPException(status_code=404)
+        body = reports.render(kind, self._report_rows(kind, now), output, now)
+        if output == "html":
+            return HTMLResponse(body)
+        headers = {"Content-Disposition": f'attachment; filename="{kind}.{output}"'}
+        media = "text/csv; charset=utf-8" if output == "csv" else "application/json"
+        return Response(body, media_type=media, headers=headers)
+
     # --- error pages ---------------------------------------------------------------------
 
     def link_refused(self, request: Request, error: LinkRefused) -> Response:
@@ -184,6 +220,20 @@ class _ReviewSite:
         )
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _iam_link(self, token: str, now: datetime) -> links.ReviewLink:
+        try:
+            link = links.verify(self.secret, token, now, links.REPORTS)
+        except links.InvalidLink as error:
+            raise LinkRefused(str(error)) from None
+        if link.reviewer != self.settings.iam_email.lower():
+            raise LinkRefused("it was issued for another IAM address")
+        return link
+
+    def _report_rows(self, kind: str, now: datetime) -> list[dict[str, Any]]:
+        catalog = load_catalog(self.settings.catalog_dir)
+        with Session(self.engine) as session:
+            return reports.build(kind, session, self.settings, now, catalog=catalog)
 
     def _verified(self, token: str, now: datetime) -> links.ReviewLink:
         try:
