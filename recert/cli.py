@@ -441,6 +441,7 @@ def web(
 
     Migrates the database first. Needs web.secret_key_env (or _file) to check the links.
     """
+    import socket
     from urllib.parse import urlsplit
 
     import uvicorn
@@ -452,10 +453,13 @@ def web(
     db.upgrade(engine)
     site = create_app(ctx.settings, engine, ctx.clock)
     port = port or urlsplit(ctx.settings.web.base_url).port or 8000
+    # Bound before announcing: once the line is printed, connections are accepted.
+    listener = socket.create_server((host, port))
     typer.echo(
         f"recert web: serving on http://{host}:{port} (links use {ctx.settings.web.base_url})"
     )
-    uvicorn.run(site, host=host, port=port, log_level="warning", server_header=False)
+    server = uvicorn.Server(uvicorn.Config(site, log_level="warning", server_header=False))
+    server.run(sockets=[listener])
 
 
 @app.command()

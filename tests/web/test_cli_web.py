@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -34,10 +33,16 @@ def test_recert_web_serves_on_the_base_url_port(tmp_path: Path) -> None:
     port = free_port()
     config = _config(tmp_path, port, with_key=True)
     server = subprocess.Popen(
-        [sys.executable, "-m", "recert", "web"], cwd=ROOT, env=_environment(config)
+        [sys.executable, "-m", "recert", "web"],
+        cwd=ROOT,
+        env=_environment(config),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        response = _wait_for(f"http://127.0.0.1:{port}/healthz", server)
+        assert server.stdout is not None
+        assert "serving on" in server.stdout.readline(), "announced once it listens"
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
         assert (response.status_code, response.text) == (200, "ok")
         assert all(response.headers[k] == v for k, v in SECURITY_HEADERS.items())
         assert "server" not in response.headers
@@ -60,14 +65,3 @@ def test_recert_web_without_a_signing_key_is_a_config_error(tmp_path: Path) -> N
     )
     assert result.returncode == 2
     assert "web.secret_key_env" in result.stderr
-
-
-def _wait_for(url: str, server: subprocess.Popen[bytes]) -> httpx.Response:
-    deadline = time.monotonic() + 30
-    while True:
-        assert server.poll() is None, "recert web exited"
-        try:
-            return httpx.get(url, timeout=1)
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "recert web did not answer within 30 s"
-            time.sleep(0.1)
