@@ -53,6 +53,8 @@ class EntraSettings(_Settings):
     graph_url: HttpsUrl = AnyHttpUrl("https://graph.microsoft.com")
     authority: HttpsUrl = AnyHttpUrl("https://login.microsoftonline.com")
     page_size: int = Field(default=999, ge=1, le=999)
+    # Delta rounds miss grant changes on unchanged principals: enumerate in full this often.
+    full_sync_days: int = Field(default=7, ge=1)
 
     @model_validator(mode="after")
     def _one_credential(self) -> EntraSettings:

@@ -17,10 +17,21 @@ from sqlmodel import Session, col, select
 from recert import audit
 from recert.clock import Clock
 from recert.config import Settings
-from recert.models import Campaign, Credential, Grant, Ownership, Principal, ReviewItem, Tenant
+from recert.models import (
+    Campaign,
+    Credential,
+    Grant,
+    Ownership,
+    Person,
+    Principal,
+    ReviewItem,
+    Tenant,
+)
+from recert.owners import is_user_consented
 from recert.store import grouped
 
 ORPHAN_SOURCE = "orphan"
+CONSENTED_SOURCE = "consented"  # a user reviewing their own consent
 
 
 @dataclass
@@ -101,7 +112,8 @@ def open_campaign(
     session.flush()
     assert campaign.id is not None
     principals = in_scope(session, tenants, kinds, risks)
-    owners = grouped(session, Ownership, [p.id for p in principals])
+    ids = [p.id for p in principals]
+    owners, grants = grouped(session, Ownership, ids), grouped(session, Grant, ids)
     for principal in principals:
         reviewer, source = reviewer_for(owners[principal.id or 0], settings.iam_email)
         session.add(
@@ -113,6 +125,8 @@ def open_campaign(
                 due_at=campaign.due_at,
             )
         )
+        if is_user_consented(principal, grants[principal.id or 0]):
+            session.add_all(_consent_items(session, campaign, principal, grants[principal.id or 0]))
     session.flush()
     summary = _summary(session, campaign, created=True)
     audit.append(
@@ -125,6 +139,30 @@ def open_campaign(
         data=summary.as_dict(),
     )
     return summary
+
+
+def _consent_items(
+    session: Session, campaign: Campaign, principal: Principal, grants: list[Grant]
+) -> list[ReviewItem]:
+    """Each active consenting user reviews their own consent to a user-consented app."""
+    users = sorted({g.consenting_user for g in grants if g.consent == "user" and g.consenting_user})
+    people = session.exec(
+        select(Person).where(
+            Person.tenant_id == principal.tenant_id, col(Person.external_id).in_(users)
+        )
+    ).all()
+    return [
+        ReviewItem(
+            campaign_id=campaign.id or 0,
+            principal_id=principal.id or 0,
+            reviewer_email=person.email.lower(),
+            owner_source=CONSENTED_SOURCE,
+            due_at=campaign.due_at,
+            consenting_user=person.external_id,
+        )
+        for person in people
+        if person.active and person.email
+    ]
 
 
 def _summary(session: Session, campaign: Campaign, created: bool) -> CampaignSummary:
@@ -211,7 +249,8 @@ def _status_of(session: Session, campaign: Campaign) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ItemContext:
-    """Everything a digest or the review page shows about one review item."""
+    """Everything a digest or the review page shows about one review item (for a user's
+    review of their own consent, only that user's grants)."""
 
     item: ReviewItem
     principal: Principal
@@ -236,7 +275,11 @@ def item_contexts(session: Session, items: list[ReviewItem]) -> list[ItemContext
             item=item,
             principal=principals[item.principal_id],
             tenant=tenants[principals[item.principal_id].tenant_id],
-            grants=grants[item.principal_id],
+            grants=[
+                g
+                for g in grants[item.principal_id]
+                if not item.consenting_user or g.consenting_user == item.consenting_user
+            ],
             credentials=credentials[item.principal_id],
             owners=owners[item.principal_id],
         )

@@ -138,6 +138,8 @@ def _move(
     request: DecisionRequest,
 ) -> str | None:
     """Apply the decision to the item; returns the new reviewer of a hand-over."""
+    if item.consenting_user and request.action in ("reassign", "not_mine"):
+        raise DecisionRefused("This is your own consent to the app: keep or revoke it.")
     if request.action == "not_mine":
         item.reviewer_email, item.owner_source, item.status = (
             settings.iam_email.lower(),

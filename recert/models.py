@@ -184,7 +184,7 @@ class Campaign(SQLModel, table=True):
 
 class ReviewItem(SQLModel, table=True):
     __tablename__ = "review_item"
-    __table_args__ = (UniqueConstraint("campaign_id", "principal_id"),)
+    __table_args__ = (UniqueConstraint("campaign_id", "principal_id", "consenting_user"),)
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id", index=True)
@@ -193,6 +193,9 @@ class ReviewItem(SQLModel, table=True):
     owner_source: str = ""
     status: str = "pending"  # pending | decided | escalated | enforced
     due_at: datetime = _when(nullable=False)
+    # A user-consented app: "" is the app as a whole; a person's external id is the review
+    # of that person's own consent (reviewed by them).
+    consenting_user: str = ""
 
 
 class Decision(SQLModel, table=True):

@@ -32,6 +32,7 @@ from recert.db import session_scope
 from recert.links import ReviewLink, sign
 from recert.models import (
     Campaign,
+    Decision,
     Grant,
     OutboxEmail,
     Ownership,
@@ -99,7 +100,57 @@ def enqueue_due(engine: Engine, settings: Settings, clock: Clock) -> int:
                     queued += _enqueue(
                         session, settings, now, secret, campaign, reviewer, kind, pending
                     )
+                if not is_iam:
+                    queued += _enqueue_handovers(
+                        session, settings, now, secret, campaign, reviewer, pending
+                    )
     return queued
+
+
+def _enqueue_handovers(
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    secret: bytes,
+    campaign: Campaign,
+    reviewer: str,
+    pending: list[ReviewItem],
+) -> int:
+    """An app handed over after the reviewer's request went out gets a request of its own."""
+    queued = 0
+    for item in pending:
+        if item.owner_source == "reassigned" and not _covered_by_request(
+            session, campaign, reviewer, item
+        ):
+            queued += _enqueue(
+                session,
+                settings,
+                now,
+                secret,
+                campaign,
+                reviewer,
+                "request",
+                [item],
+                f"handover:{item.id}",
+            )
+    return queued
+
+
+def _covered_by_request(
+    session: Session, campaign: Campaign, reviewer: str, item: ReviewItem
+) -> bool:
+    """True when the reviewer's first request was queued after the hand-over (it lists it)."""
+    first = session.exec(
+        select(OutboxEmail.created_at).where(
+            OutboxEmail.idempotency_key == f"campaign:{campaign.id}:request:{reviewer}"
+        )
+    ).first()
+    decided = session.exec(
+        select(Decision.decided_at)
+        .where(Decision.review_item_id == item.id, Decision.new_owner_email == reviewer)
+        .order_by(col(Decision.decided_at).desc())
+    ).first()
+    return first is not None and decided is not None and decided < first
 
 
 def _enqueue(
@@ -111,8 +162,9 @@ def _enqueue(
     reviewer: str,
     kind: mail.Kind,
     items: list[ReviewItem],
+    suffix: str = "",
 ) -> int:
-    key = f"campaign:{campaign.id}:{kind}:{reviewer}"
+    key = f"campaign:{campaign.id}:{kind}:{reviewer}" + (f":{suffix}" if suffix else "")
     if kind == "orphan_escalation":  # items reach IAM over time: a new set, a new email
         digest_of = ",".join(str(i.id) for i in items)
         key += ":" + hashlib.sha256(digest_of.encode()).hexdigest()[:16]
@@ -239,6 +291,8 @@ def _owner_reason(owners: list[Ownership], item: ReviewItem, reviewer: str) -> s
         return "the previous owner handed this app to you"
     if item.owner_source == "not_mine":
         return "its owner said it is not theirs: the IAM team decides"
+    if item.consenting_user:
+        return "you granted this app access to your account yourself"
     for owner in owners:
         if (owner.email or "").lower() == reviewer:
             return owner.evidence

@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def redis_client() -> Iterator[Any]:
 class CapturedMail:
     envelope_from: str
     recipients: list[str]
-    message: Message
+    message: EmailMessage
 
 
 @dataclass
@@ -169,7 +169,9 @@ class _CaptureHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.capture.messages.append(
             CapturedMail(
-                envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content)
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                message_from_bytes(envelope.content, policy=policy.default),
             )
         )
         return "250 Message accepted"

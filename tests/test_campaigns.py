@@ -185,7 +185,7 @@ def test_fourteen_days_each_person_gets_exactly_their_emails(
             )
             assert result.exit_code == 0, result.output
         for mail in smtp_server.messages[before:]:
-            kind = kind_of(engine, mail.message["Message-ID"])
+            kind = kind_of(engine, str(mail.message["Message-ID"]))
             cc = tuple(a.strip() for a in str(mail.message.get("Cc", "")).split(",") if a.strip())
             received.append((n, str(mail.message["To"]), kind, cc))
     assert received == [
@@ -334,3 +334,111 @@ def test_status_per_tenant_and_owner(engine: Engine, settings: Settings, campaig
     assert progress["per_tenant"]["okta-test"]["items"] == 5
     assert progress["per_owner"]["dan@acme.test"] == {"items": 1, "decided": 1}
     assert progress["per_owner"]["ann@acme.test"] == {"items": 2, "pending": 2}
+
+
+def test_a_handover_gets_the_new_owner_a_request_once(
+    engine: Engine, settings: Settings, campaign: Any, smtp_server: SmtpCapture
+) -> None:
+    secret = settings.signing_key()
+    notify(engine, settings, day(0))
+    assert len(smtp_server.to("dan@acme.test")) == 1
+    decide_as(
+        engine,
+        settings,
+        day(1),
+        secret,
+        "ann@acme.test",
+        "ann-1",
+        "reassign",
+        new_owner="dan@acme.test",
+    )
+    notify(engine, settings, day(1))
+    notify(engine, settings, day(1.5))
+    _request, handover = smtp_server.to("dan@acme.test")
+    assert str(handover.message["Subject"]).startswith("Action needed: review 1 app ")
+    assert "App ann-1" in handover.message.get_body(("plain",)).get_content()
+
+
+def test_a_handover_before_the_first_request_is_in_that_request(
+    engine: Engine, settings: Settings, campaign: Any, smtp_server: SmtpCapture
+) -> None:
+    decide_as(
+        engine,
+        settings,
+        day(0),
+        settings.signing_key(),
+        "ann@acme.test",
+        "ann-1",
+        "reassign",
+        new_owner="dan@acme.test",
+    )
+    notify(engine, settings, day(0.1))
+    notify(engine, settings, day(1))
+    [only] = smtp_server.to("dan@acme.test")
+    assert str(only.message["Subject"]).startswith("Action needed: review 2 apps ")
+
+
+def reach(text: str) -> str:
+    """The "Can reach" block of a plain-text digest: the permissions under review."""
+    return text.split("Can reach:", 1)[1].split("Credentials:", 1)[0]
+
+
+def test_each_consenting_user_reviews_their_own_consent(
+    engine: Engine, settings: Settings, smtp_server: SmtpCapture
+) -> None:
+    def consent(user: str, scope: str) -> base.Grant:
+        return base.Grant(
+            "chat-bot", f"{user}:chat-bot", scope, "Google Workspace", base.Consent.USER, user
+        )
+
+    mail_scope, calendar = "https://mail.google.com/", "https://www.googleapis.com/auth/calendar"
+    page = base.Page(
+        principals=[base.Principal("chat-bot", K.THIRD_PARTY_APP, "Chat bot", app_id="chat-bot")],
+        people=[
+            base.Person("ann", "Ann", "ann@acme.test", active=True),
+            base.Person("dan", "Dan", "dan@acme.test", active=True),
+            base.Person("eve", "Eve", "eve@acme.test", active=False),
+        ],
+        grants=[
+            consent("ann", mail_scope),
+            consent("ann", calendar),
+            consent("dan", calendar),
+            consent("eve", calendar),
+        ],
+        checkpoint=base.Checkpoint(full=True),
+    )
+    assert (
+        discover_tenant(engine, TENANT, day(-1), connector=ScriptedConnector([page])).status
+        == "complete"
+    )
+    analyze(engine, settings, day(-1))
+    with session_scope(engine) as session:
+        campaigns.open_campaign(session, settings, day(0), name="consents")
+    with Session(engine) as session:
+        items = {i.consenting_user: i for i in session.exec(select(ReviewItem))}
+    assert {u: i.reviewer_email for u, i in items.items()} == {
+        "": "iam@acme.test",  # the app as a whole: no catalog owner, so the IAM team
+        "ann": "ann@acme.test",
+        "dan": "dan@acme.test",  # Eve left: her consent is the app owner's problem
+    }
+    notify(engine, settings, day(0))
+    ann_text = smtp_server.to("ann@acme.test")[0].message.get_body(("plain",)).get_content()
+    dan_text = smtp_server.to("dan@acme.test")[0].message.get_body(("plain",)).get_content()
+    assert "mail.google.com" in reach(ann_text)
+    assert "mail.google.com" not in reach(dan_text), "each user reviews only their own consent"
+    assert "calendar" in reach(dan_text)
+    assert "granted this app access to your account" in dan_text
+    link = links.ReviewLink(1, "ann@acme.test", DAY0 + timedelta(days=14))
+    with pytest.raises(DecisionRefused, match="your own consent"), session_scope(engine) as session:
+        decide(
+            session,
+            settings,
+            day(1),
+            link,
+            items["ann"].id or 0,
+            DecisionRequest("reassign", new_owner="dan@acme.test"),
+        )
+    with session_scope(engine) as session:
+        decide(session, settings, day(1), link, items["ann"].id or 0, DecisionRequest("revoke"))
+    with Session(engine) as session:
+        assert session.get(ReviewItem, items["ann"].id).status == "decided"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import GrantRef, Page, PrincipalRef, Snapshot
@@ -28,10 +28,11 @@ class EntraConnector:
     ) -> None:
         self.tenant = settings.name
         self.now = now
+        self.full_every = timedelta(days=settings.full_sync_days)
         self.client = GraphClient(settings, sleep=sleep)
 
     async def discover(self, cursor: Mapping[str, Any] | None = None) -> AsyncIterator[Page]:
-        async for page in Discovery(self.client).run(cursor):
+        async for page in Discovery(self.client, self.now(), self.full_every).run(cursor):
             yield page
 
     async def disable(self, ref: PrincipalRef) -> Snapshot:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import Checkpoint, Malformed, OwnerHint, Page, PermissionDenied, ProviderError
@@ -21,6 +22,7 @@ log = logging.getLogger("connectors.entra")
 
 CHUNK = 200  # principals per yielded page
 SP_CURSOR, APP_CURSOR = "service_principals", "applications"
+FULL_AT = "full_round_at"  # when the last full round started, ISO 8601
 
 
 @dataclass
@@ -54,14 +56,18 @@ class Context:
 
 
 class Discovery:
-    def __init__(self, client: GraphClient) -> None:
+    def __init__(self, client: GraphClient, now: datetime, full_every: timedelta) -> None:
         self.client = client
         self.tenant = client.tenant
+        self.now = now
+        self.full_every = full_every
+        self.last_full: str | None = None
 
     async def run(self, cursor: Mapping[str, Any] | None) -> AsyncIterator[Page]:
         sp_link = (cursor or {}).get(SP_CURSOR)
         app_link = (cursor or {}).get(APP_CURSOR)
-        if isinstance(sp_link, str) and isinstance(app_link, str):
+        self.last_full = (cursor or {}).get(FULL_AT)
+        if self.delta_allowed() and isinstance(sp_link, str) and isinstance(app_link, str):
             try:
                 sps = await self.listing(
                     get.service_principals_delta(self.client, sp_link), tf.check_service_principal
@@ -77,6 +83,14 @@ class Discovery:
                 return
         async for page in self.full_round():
             yield page
+
+    def delta_allowed(self) -> bool:
+        """Only while the last full round is recent: deltas miss some grant changes."""
+        try:
+            last = datetime.fromisoformat(str(self.last_full))
+        except ValueError:
+            return False
+        return self.now - last < self.full_every
 
     # reading whole collections ---------------------------------------------------
 
@@ -236,7 +250,8 @@ class Discovery:
     def checkpoint(self, full: bool, sps: Listing, apps: Listing) -> Checkpoint:
         cursor = {}
         if sps.delta_link and apps.delta_link:
-            cursor = {SP_CURSOR: sps.delta_link, APP_CURSOR: apps.delta_link}
+            full_at = self.now.isoformat() if full else self.last_full
+            cursor = {SP_CURSOR: sps.delta_link, APP_CURSOR: apps.delta_link, FULL_AT: full_at}
         return Checkpoint(full=full, cursor=cursor)
 
     # pages of principals -----------------------------------------------------------------

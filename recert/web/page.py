@@ -37,6 +37,7 @@ OWNER_SOURCES = {
     "orphan": "No owner could be found, so the IAM team reviews it",
     "reassigned": "It was handed over to you",
     "not_mine": "The previous reviewer said it is not theirs",
+    "consented": "You granted this app access to your account yourself",
 }
 ACTION_WORDS = {
     "keep": "Keep",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from connectors.base import Page
+from connectors.base import Checkpoint, Page
+from connectors.entra import EntraConnector
 from sandbox.entra import EntraEmulator
 from sandbox.tls import SandboxCA
-from tests.entra.conftest import connector, discover, served, settings_for
+from tests.entra.conftest import FakeSleep, connector, discover, served, settings_for
 
 
 def tenant_app_with_sp(app: EntraEmulator) -> tuple[str, str]:
@@ -79,3 +82,25 @@ def test_expired_delta_link_falls_back_to_a_full_round(
     assert {p.external_id for page in again for p in page.principals} == set(
         small_tenant.tenant.truth.kinds
     )
+
+
+def test_a_full_round_comes_back_after_full_sync_days(
+    small_tenant: EntraEmulator, sandbox_ca: SandboxCA
+) -> None:
+    """Deltas miss grant changes on unchanged principals, so they do not run forever."""
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    with served(small_tenant, sandbox_ca) as url:
+        settings = settings_for(small_tenant, url, sandbox_ca)
+
+        def run_at(moment: datetime, cursor: dict[str, Any] | None) -> Checkpoint:
+            reader = EntraConnector(settings, sleep=FakeSleep(), now=lambda: moment)
+            checkpoint = discover(reader, cursor)[-1].checkpoint
+            assert checkpoint is not None
+            return checkpoint
+
+        first = run_at(start, None)
+        soon = run_at(start + timedelta(days=6), dict(first.cursor))
+        later = run_at(start + timedelta(days=7, seconds=1), dict(soon.cursor))
+    assert (first.full, soon.full, later.full) == (True, False, True)
+    assert soon.cursor["full_round_at"] == first.cursor["full_round_at"] == start.isoformat()
+    assert later.cursor["full_round_at"] == (start + timedelta(days=7, seconds=1)).isoformat()

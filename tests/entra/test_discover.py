@@ -33,7 +33,7 @@ def test_run_is_complete_fast_and_checkpointed(run: tuple[list[Page], float]) ->
     checkpoint = pages[-1].checkpoint
     assert checkpoint is not None
     assert checkpoint.full
-    assert set(checkpoint.cursor) == {"service_principals", "applications"}
+    assert set(checkpoint.cursor) == {"service_principals", "applications", "full_round_at"}
 
 
 def test_principals_kinds_status_and_platform_owned(

@@ -275,6 +275,7 @@ def upgrade() -> None:
         sa.Column("owner_source", sa.String(), nullable=False),
         sa.Column("status", sa.String(), nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("consenting_user", sa.String(), nullable=False),
         sa.ForeignKeyConstraint(
             ["campaign_id"],
             ["campaign.id"],
@@ -284,7 +285,7 @@ def upgrade() -> None:
             ["principal.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("campaign_id", "principal_id"),
+        sa.UniqueConstraint("campaign_id", "principal_id", "consenting_user"),
     )
     with op.batch_alter_table("review_item", schema=None) as batch_op:
         batch_op.create_index(
