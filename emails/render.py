@@ -99,13 +99,13 @@ _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # --- public API ------------------------------------------------------------------------
 
 
-def render(digest: Digest, *, from_address: str, to: str, cc: tuple[str, ...] = ()) -> EmailMessage:
+def render(digest: Digest, *, from_address: str, cc: tuple[str, ...] = ()) -> EmailMessage:
     """The digest as a ready-to-send message; replies go to the IAM team."""
     view = _digest_view(digest, manager_copied=bool(cc))
     message = EmailMessage()
     message["Subject"] = subject_for(digest)
     message["From"] = from_address
-    message["To"] = to
+    message["To"] = digest.recipient_email
     if cc:
         message["Cc"] = ", ".join(cc)
     message["Reply-To"] = digest.iam_contact

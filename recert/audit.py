@@ -12,7 +12,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -86,25 +85,22 @@ class Verification:
     head: str
     first_bad_seq: int | None = None
     problem: str | None = None
-    last_event_at: datetime | None = None
 
 
 def verify(session: Session, batch: int = 5000) -> Verification:
     """Walk the chain in order; report the first event that does not fit."""
     expected_seq, expected_prev, count = 1, GENESIS, 0
-    last_at: datetime | None = None
     query = select(AuditEvent).order_by(col(AuditEvent.seq))
     for event in session.exec(query.execution_options(yield_per=batch)):
         problem = _check(event, expected_seq, expected_prev)
         if problem:
-            return Verification(False, count, expected_prev, event.seq, problem, last_at)
+            return Verification(False, count, expected_prev, event.seq, problem)
         expected_seq, expected_prev, count = event.seq + 1, event.hash, count + 1
-        last_at = event.occurred_at
     head = session.get(AuditHead, 1)
     if head is None or (head.seq, head.hash) != (expected_seq - 1, expected_prev):
         problem = "the chain ends before its recorded head: events were removed from the end"
-        return Verification(False, count, expected_prev, expected_seq, problem, last_at)
-    return Verification(True, count, expected_prev, last_event_at=last_at)
+        return Verification(False, count, expected_prev, expected_seq, problem)
+    return Verification(True, count, expected_prev)
 
 
 def _check(event: AuditEvent, expected_seq: int, expected_prev: str) -> str | None:

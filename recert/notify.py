@@ -183,7 +183,7 @@ def _enqueue(
         now=now,
     )
     cc = _manager_of(session, reviewer) if kind == "final_warning" else ()
-    message = mail.render(digest, from_address=settings.smtp.from_address, to=reviewer, cc=cc)
+    message = mail.render(digest, from_address=settings.smtp.from_address, cc=cc)
     return _insert(session, key, kind, reviewer, cc, message, campaign.id, now)
 
 
@@ -336,7 +336,7 @@ def queue_orphan_report(engine: Engine, settings: Settings, clock: Clock) -> int
             iam_contact=settings.iam_email,
             now=now,
         )
-        message = mail.render(digest, from_address=settings.smtp.from_address, to=recipient)
+        message = mail.render(digest, from_address=settings.smtp.from_address)
         return _insert(session, key, "orphan_report", recipient, (), message, None, now)
 
 

@@ -118,6 +118,7 @@ class ItemView:
     decision: DecisionView | None
     awaiting: bool
     draft: Draft
+    own_consent: bool = False  # the reviewer's own consent: keep, reduce or revoke only
     error: str | None = None
 
 
@@ -215,6 +216,7 @@ def _item_views(
             decision=_decision(decision) if decision else None,
             awaiting=item.status == "pending",
             draft=_draft(decision, link),
+            own_consent=bool(item.consenting_user),
         )
         if retry is not None and retry.item_id == view.id:
             view = _with_retry(view, retry)

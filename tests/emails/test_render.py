@@ -24,9 +24,7 @@ from tests.emails.builders import (
 def rendered(
     kind: Kind = "request", cc: tuple[str, ...] = (), **changes: object
 ) -> tuple[str, str]:
-    message = render(
-        digest(kind, **changes), from_address="recert@example.com", to="jo@example.com", cc=cc
-    )
+    message = render(digest(kind, **changes), from_address="recert@example.com", cc=cc)
     return parts(message)
 
 
@@ -47,7 +45,7 @@ def test_every_kind_lists_every_app_in_both_parts(kind: Kind) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_headers_and_layout(kind: Kind) -> None:
-    message = render(digest(kind), from_address="recert@example.com", to="jo@example.com")
+    message = render(digest(kind), from_address="recert@example.com")
     assert message["To"] == "jo@example.com"
     assert message["Reply-To"] == IAM
     assert message["Subject"] == subject_for(digest(kind))
@@ -136,7 +134,6 @@ def test_final_warning_says_apps_will_be_disabled_and_mentions_the_copied_manage
     message = render(
         digest("final_warning"),
         from_address="recert@example.com",
-        to="jo@example.com",
         cc=("manager@example.com",),
     )
     assert message["Cc"] == "manager@example.com"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import replace
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
@@ -58,7 +59,7 @@ def hostile_digests(draw: st.DrawFn) -> Digest:
 
 
 def render_for(hostile: Digest) -> EmailMessage:
-    return render(hostile, from_address="recert@example.com", to="jo@example.com")
+    return render(hostile, from_address="recert@example.com")
 
 
 def is_invisible(char: str) -> bool:
@@ -120,7 +121,7 @@ def test_hostile_strings_are_visible_but_inert() -> None:
         display_name="Security Team\r\nBcc: x@evil.example \u202eexe.pdf",
         owner_reason='<script>alert(1)</script> "><img src=x onerror=alert(1)>',
     )
-    message = render(digest("request", apps=(app,)), from_address="r@example.com", to="j@x.com")
+    message = render(digest("request", apps=(app,)), from_address="r@example.com")
     text, html = parts(message)
     assert "Security Team  Bcc: x@evil.example [U+202E]exe.pdf" in text
     assert "Why you: <script>alert(1)</script>" in text
@@ -148,5 +149,6 @@ def test_recipient_name_stays_out_of_headers(kind: Kind) -> None:
 
 
 def test_header_injection_through_addresses_is_refused() -> None:
+    hostile = replace(digest(), recipient_email="jo@example.com\r\nBcc: x@evil")
     with pytest.raises(ValueError, match="linefeed"):
-        render(digest(), from_address="r@example.com", to="jo@example.com\r\nBcc: x@evil")
+        render(hostile, from_address="r@example.com")

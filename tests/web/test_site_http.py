@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from sqlmodel import select
 
+from recert.db import session_scope
+from recert.models import Grant, Principal, ReviewItem
 from recert.web.app import CSRF_COOKIE, SECURITY_HEADERS
 from tests.web.conftest import HOSTILE, IAM, Site, make_site
 
@@ -148,3 +151,36 @@ def test_confirmation_only_for_the_reviewers_own_decision(client: TestClient, si
     own = client.get(f"/review/{site.token(bo)}?done={builder}")
     assert "Saved: you revoked <bdi>Build Bot</bdi>" in own.text
     assert f"Write to {IAM}" in own.text
+
+
+def test_a_users_own_consent_offers_no_hand_over(site: Site, client: TestClient) -> None:
+    with session_scope(site.engine) as session:
+        ghost = session.exec(select(Principal).where(Principal.external_id == "ghost")).one()
+        session.add(
+            Grant(
+                principal_id=ghost.id or 0,
+                grant_id="g-ghost",
+                permission="Files.Read",
+                resource="Microsoft Graph",
+                consent="user",
+                consenting_user="u-ann",
+            )
+        )
+        item = ReviewItem(
+            campaign_id=site.campaign_id,
+            principal_id=ghost.id or 0,
+            reviewer_email=ANN,
+            owner_source="consented",
+            due_at=site.due_at,
+            consenting_user="u-ann",
+        )
+        session.add(item)
+        session.flush()
+        item_id = item.id
+    page = client.get(f"/review/{site.token(ANN)}")
+    form = page.text.split(f"/items/{item_id}", 1)[1].split("</form>", 1)[0]
+    assert 'value="revoke"' in form
+    assert 'value="reassign"' not in form
+    assert 'value="not_mine"' not in form
+    assert 'name="new_owner"' not in form
+    assert "You granted this app access to your account yourself" in page.text
