@@ -178,3 +178,13 @@ def test_cli_bad_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -
 def test_explicit_missing_config_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(environ={"RECERT_CONFIG": str(tmp_path / "absent.toml")})
+
+
+def test_the_readme_config_example_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = write(tmp_path, example)
+    env = {"OKTA_API_TOKEN": "a", "OKTA_WRITE_TOKEN": "b", "ENTRA_CLIENT_SECRET": "c"}
+    settings = load_settings(path, env)
+    assert [t.kind for t in settings.tenants] == ["okta", "entra", "google"]
+    assert settings.owner_rules[0].owner == "{team}-owners@acme.com"
