@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -55,14 +55,17 @@ def connector(settings: EntraSettings, sleep: FakeSleep | None = None) -> EntraC
     return EntraConnector(settings, sleep=sleep or FakeSleep(), now=lambda: datetime.now(UTC))
 
 
-async def collect(pages: AsyncIterator[Page]) -> list[Page]:
-    return [page async for page in pages]
+def discover(
+    conn: EntraConnector, cursor: dict[str, Any] | None = None, seen: list[Page] | None = None
+) -> list[Page]:
+    """Run discovery to the end; `seen` keeps the pages delivered before a failure."""
+    pages = [] if seen is None else seen
 
-
-def discover(conn: EntraConnector, cursor: dict[str, Any] | None = None) -> list[Page]:
     async def run() -> list[Page]:
         try:
-            return await collect(conn.discover(cursor))
+            async for page in conn.discover(cursor):
+                pages.append(page)
+            return pages
         finally:
             await conn.aclose()
 

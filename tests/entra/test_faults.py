@@ -76,17 +76,8 @@ def test_tokens_that_keep_expiring_fail_the_run(
 ) -> None:
     small_tenant.faults.expire_page_tokens = True
     seen: list[Page] = []
-
-    async def run(url: str) -> None:
-        conn = connector(settings_for(small_tenant, url, sandbox_ca))
-        try:
-            async for page in conn.discover():
-                seen.append(page)
-        finally:
-            await conn.aclose()
-
     with served(small_tenant, sandbox_ca) as url, pytest.raises(ProviderError) as raised:
-        asyncio.run(run(url))
+        discover(connector(settings_for(small_tenant, url, sandbox_ca)), seen=seen)
     assert raised.value.tenant == "entra-test"
     assert all(page.checkpoint is None for page in seen)
 
@@ -120,17 +111,8 @@ def test_outage_half_way_raises_a_typed_error(
     small_tenant.faults.only_paths = r"/\$batch$"
     small_tenant.faults.fail_next = 100
     seen: list[Page] = []
-
-    async def run(url: str) -> None:
-        conn = connector(settings_for(small_tenant, url, sandbox_ca))
-        try:
-            async for page in conn.discover():
-                seen.append(page)
-        finally:
-            await conn.aclose()
-
     with served(small_tenant, sandbox_ca) as url, pytest.raises(TransientError) as raised:
-        asyncio.run(run(url))
+        discover(connector(settings_for(small_tenant, url, sandbox_ca)), seen=seen)
     assert raised.value.tenant == "entra-test"
     assert raised.value.object_id == "$batch"
     assert seen
