@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from connectors.base import Connector
+from connectors.pacing import Pacer
 from connectors.settings import EntraSettings, GoogleSettings, OktaSettings, TenantSettings
 
 Sleeper = Callable[[float], Awaitable[None]]
@@ -22,23 +23,29 @@ def utc_now() -> datetime:
 
 
 def open_connector(
-    settings: TenantSettings, *, sleep: Sleeper = asyncio.sleep, now: Now = utc_now
+    settings: TenantSettings,
+    *,
+    sleep: Sleeper = asyncio.sleep,
+    now: Now = utc_now,
+    pacer: Pacer | None = None,
 ) -> Connector:
     """The connector for one tenant's settings (read or write credential).
 
     `sleep` is every wait a connector makes (retries, rate-limit pacing) and `now` its
-    clock, so tests and drills inject both.
+    clock, so tests and drills inject both. `pacer` keeps the tenant's API calls inside
+    the provider's quota: a `RedisPacer` shared by every worker, else each connector paces
+    alone in its process.
     """
     if isinstance(settings, OktaSettings):
         from connectors.okta import OktaConnector
 
-        return OktaConnector(settings, sleep=sleep, now=now)
+        return OktaConnector(settings, sleep=sleep, now=now, pacer=pacer)
     if isinstance(settings, EntraSettings):
         from connectors.entra import EntraConnector
 
-        return EntraConnector(settings, sleep=sleep, now=now)
+        return EntraConnector(settings, sleep=sleep, now=now, pacer=pacer)
     if isinstance(settings, GoogleSettings):
         from connectors.google import GoogleConnector
 
-        return GoogleConnector(settings, sleep=sleep, now=now)
+        return GoogleConnector(settings, sleep=sleep, now=now, pacer=pacer)
     raise TypeError(f"no connector for {type(settings).__name__}")

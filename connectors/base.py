@@ -28,6 +28,7 @@ class PrincipalKind(StrEnum):
     OAUTH_APP = "oauth_app"
     SERVICE_PRINCIPAL = "service_principal"
     MANAGED_IDENTITY = "managed_identity"
+    AGENT_IDENTITY = "agent_identity"  # an AI agent (Entra agent identity, Okta AI agent)
     SERVICE_ACCOUNT = "service_account"
     THIRD_PARTY_APP = "third_party_app"
     API_TOKEN = "api_token"

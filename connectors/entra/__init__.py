@@ -10,6 +10,7 @@ from connectors.base import GrantRef, Page, PrincipalRef, Snapshot
 from connectors.entra import act
 from connectors.entra.client import GraphClient
 from connectors.entra.discover import Discovery
+from connectors.pacing import LocalPacer, Pacer
 from connectors.settings import EntraSettings
 
 __all__ = ["EntraConnector"]
@@ -25,9 +26,11 @@ class EntraConnector:
         *,
         sleep: Callable[[float], Awaitable[None]],
         now: Callable[[], datetime],
+        pacer: Pacer | None = None,
     ) -> None:
         self.tenant = settings.name
         self.now = now
+        self.pacer = pacer or LocalPacer(sleep=sleep)
         self.full_every = timedelta(days=settings.full_sync_days)
         self.client = GraphClient(settings, sleep=sleep)
 

@@ -30,6 +30,7 @@ from connectors.base import (
 )
 from connectors.google import act, get, transform
 from connectors.google.client import GoogleClient
+from connectors.pacing import LocalPacer, Pacer
 from connectors.settings import GoogleSettings
 
 __all__ = ["GoogleConnector", "whole_app_grant"]
@@ -40,8 +41,11 @@ whole_app_grant = act.whole_app_grant
 
 
 class GoogleConnector:
-    def __init__(self, settings: GoogleSettings, *, sleep: Sleeper, now: Now) -> None:
+    def __init__(
+        self, settings: GoogleSettings, *, sleep: Sleeper, now: Now, pacer: Pacer | None = None
+    ) -> None:
         self.tenant = settings.name
+        self.pacer = pacer or LocalPacer(sleep=sleep)
         self._settings = settings
         self._now = now
         self._client = GoogleClient(settings, sleep=sleep)

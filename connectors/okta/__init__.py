@@ -23,6 +23,7 @@ from connectors.base import (
 )
 from connectors.okta import act, get, transform
 from connectors.okta.client import OktaClient
+from connectors.pacing import LocalPacer, Pacer
 from connectors.settings import OktaSettings
 
 __all__ = ["RETENTION", "OktaConnector"]
@@ -49,10 +50,12 @@ class OktaConnector:
         *,
         sleep: Callable[[float], Awaitable[None]],
         now: Callable[[], datetime],
+        pacer: Pacer | None = None,
     ) -> None:
         self.tenant = settings.name
         self.settings = settings
         self._now = now
+        self.pacer = pacer or LocalPacer(sleep=sleep)
         self._client = OktaClient(settings, sleep=sleep)
 
     # -- discovery ------------------------------------------------------------------------
