@@ -9,6 +9,7 @@ and each is audited.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from recert import charts, evidence, reports
@@ -51,6 +53,10 @@ NAV = (
 )
 
 
+class FormRefused(Exception):
+    """A console form came without a live session or with a stale CSRF token."""
+
+
 class SignInRequired(Exception):
     def __init__(self, next_path: str) -> None:
         super().__init__(next_path)
@@ -75,6 +81,7 @@ class Console:
 
     def install(self, app: FastAPI) -> None:
         app.add_exception_handler(SignInRequired, self.sign_in_required)  # type: ignore[arg-type]
+        app.add_exception_handler(FormRefused, self.form_refused)  # type: ignore[arg-type]
         routes: list[tuple[str, Callable[..., Any], str]] = [
             ("/console", self.overview, "GET"),
             ("/console/sign-in", self.sign_in, "GET"),
@@ -113,9 +120,17 @@ class Console:
     def _posting_admin(self, request: Request, csrf: str) -> Admin:
         """A form POST: a live session and its CSRF token, or nothing happens."""
         admin = self._auth().current(request, self.clock().now())
-        if admin is None or csrf != admin.csrf(self._auth().secret):
-            raise HTTPException(403)
+        if admin is None or not hmac.compare_digest(csrf, admin.csrf(self._auth().secret)):
+            raise FormRefused
         return admin
+
+    def form_refused(self, request: Request, error: FormRefused) -> Response:
+        return self._problem(
+            403,
+            "This form could not be accepted",
+            "Your console session has ended, or the form came from an old page. Nothing was "
+            "changed: sign in again and resubmit.",
+        )
 
     def sign_in_required(self, request: Request, error: SignInRequired) -> Response:
         target = "/console/sign-in?" + urlencode({"next": error.next_path})
@@ -134,7 +149,9 @@ class Console:
         auth = self._auth()
         try:
             claims = await auth.identity(request)
-            token, expires = auth.start_session(request, self.clock(), claims)
+            token, expires = await run_in_threadpool(
+                auth.start_session, request, self.clock(), claims
+            )
         except SignInFailed as failure:
             return self._problem(
                 400,
@@ -164,7 +181,7 @@ class Console:
     async def sign_out(self, request: Request, csrf: Annotated[str, Form()] = "") -> Response:
         auth = self._auth()
         admin = self._posting_admin(request, csrf)
-        id_token = auth.end_session(admin, self.clock())
+        id_token = await run_in_threadpool(auth.end_session, admin, self.clock())
         # The provider's sign-out comes next, from the signed-out page: the policy's
         # form-action 'self' forbids a form's redirect to another origin.
         provider_url = await auth.provider_sign_out_url(id_token)
@@ -552,7 +569,12 @@ class Console:
 
     def _problem(self, status: int, title: str, message: str) -> Response:
         return self._render(
-            "problem.html", status, title=title, message=message, back="/console/sign-in"
+            "problem.html",
+            status,
+            title=title,
+            message=message,
+            back="/console/sign-in",
+            back_label="Sign in to the console",
         )
 
 
