@@ -489,7 +489,8 @@ def web(
         typer.Option(help="Port to listen on (default: the port of web.base_url, else 8000)."),
     ] = None,
 ) -> None:
-    """Serve the owners' attestation pages: the signed links in review emails open here.
+    """Serve the owners' attestation pages (the signed links in review emails open here),
+    the IAM report pages and, with [web.oidc], the IAM console at /console.
 
     Migrates the database first. Needs web.secret_key_env (or _file) to check the links.
     """
@@ -507,9 +508,9 @@ def web(
     port = port or urlsplit(ctx.settings.web.base_url).port or 8000
     # Bound before announcing: once the line is printed, connections are accepted.
     listener = socket.create_server((host, port))
-    typer.echo(
-        f"recert web: serving on http://{host}:{port} (links use {ctx.settings.web.base_url})"
-    )
+    base = ctx.settings.web.base_url.rstrip("/")
+    console = f"; IAM console at {base}/console" if ctx.settings.web.oidc else ""
+    typer.echo(f"recert web: serving on http://{host}:{port} (links use {base}){console}")
     server = uvicorn.Server(uvicorn.Config(site, log_level="warning", server_header=False))
     server.run(sockets=[listener])
 
