@@ -9,7 +9,6 @@ templates autoescape on top of that. Subjects hold counts and dates, nothing fro
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from emails import wording
+from emails.text import visible
 
 Kind = Literal[
     "request",
@@ -94,11 +94,6 @@ _CREDENTIALS_SHOWN = 10
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-# Line breaks must not forge new lines in the text part; every other invisible character
-# (controls, bidi overrides, zero-width, surrogates) is shown by its code point instead.
-_LINE_BREAKS = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029")
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 # --- public API ------------------------------------------------------------------------
@@ -332,16 +327,7 @@ def _checked_url(url: str | None) -> str | None:
 def _clean(value: str, limit: int) -> str:
     """Untrusted text made safe to show: no invisible characters, at most `limit` long."""
     # Cleaning never shortens, so looking past `limit + 1` characters is wasted work.
-    shown = "".join(_visible(char) for char in value[: limit + 1])
-    return _truncate(shown, limit)
-
-
-def _visible(char: str) -> str:
-    if char in _LINE_BREAKS:
-        return " "
-    if unicodedata.category(char) in _INVISIBLE:
-        return f"[U+{ord(char):04X}]"
-    return char
+    return _truncate(visible(value[: limit + 1]), limit)
 
 
 def _truncate(text: str, limit: int) -> str:

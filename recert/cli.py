@@ -392,15 +392,67 @@ def report_uncataloged(
 
 
 @evidence_app.command("export")
-def evidence_export() -> None:
-    """Write the quarterly evidence bundle (CSV/JSON/HTML with a SHA-256 manifest)."""
-    _not_yet("recert evidence export", "the evidence issue")
+def evidence_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The zip file to write.")],
+    campaign: Annotated[int | None, typer.Option(help="One campaign, by id.")] = None,
+    quarter: Annotated[
+        str | None, typer.Option(help="Every campaign opened in a quarter, e.g. 2026Q4.")
+    ] = None,
+    fmt: FormatOption = Format.TEXT,
+) -> None:
+    """Write the evidence bundle: decisions, items, emails, enforcement, exceptions,
+    completeness and the audit-chain segment as CSV and JSON, summary.html, and a
+    manifest of SHA-256 digests. The same database always gives a byte-identical zip."""
+    from recert import evidence
+
+    if (campaign is None) == (quarter is None):
+        _fail("give exactly one of --campaign ID or --quarter YYYYQN", code=2)
+    ctx = _context()
+    with Session(ctx.engine) as session:
+        try:
+            scope = (
+                evidence.campaign_scope(session, campaign)
+                if campaign is not None
+                else evidence.quarter_scope(session, quarter or "")
+            )
+        except evidence.EvidenceError as error:
+            _fail(str(error), code=2)
+        summary = evidence.export(session, scope, output)
+    if fmt is Format.JSON:
+        _emit_json(summary.as_dict())
+        return
+    rows = summary.counts
+    typer.echo(
+        f"evidence for {scope.label} written to {output}: {rows['items']} items, "
+        f"{rows['decisions']} decisions, {rows['emails']} emails, {rows['enforcement']} "
+        f"enforcement actions, {rows['audit_events']} audit events (head "
+        f"{summary.chain['head_hash'][:16]}…); sha256 {summary.sha256}"
+    )
 
 
 @evidence_app.command("verify")
-def evidence_verify() -> None:
-    """Check an evidence bundle against its manifest and audit-chain head."""
-    _not_yet("recert evidence verify", "the evidence issue")
+def evidence_verify(
+    bundle: Annotated[Path, typer.Argument(help="The evidence zip to check.")],
+    fmt: FormatOption = Format.TEXT,
+) -> None:
+    """Check every file against the manifest and recompute the audit-chain segment up to
+    its recorded head; exit 1 naming the first mismatch."""
+    from recert.evidence import verify_bundle
+
+    if not bundle.is_file():
+        _fail(f"{bundle}: no such file", code=2)
+    result = verify_bundle(bundle)
+    if fmt is Format.JSON:
+        _emit_json(result.as_dict())
+    elif result.ok:
+        typer.echo(
+            f"evidence bundle intact: {result.files} files, {result.events} audit events "
+            f"chained to head {result.head}"
+        )
+    else:
+        typer.echo(f"evidence bundle NOT intact: {result.problem}", err=True)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @catalog_app.command("validate")
@@ -442,7 +494,8 @@ def web(
         typer.Option(help="Port to listen on (default: the port of web.base_url, else 8000)."),
     ] = None,
 ) -> None:
-    """Serve the owners' attestation pages: the signed links in review emails open here.
+    """Serve the owners' attestation pages (the signed links in review emails open here),
+    the IAM report pages and, with [web.oidc], the IAM console at /console.
 
     Migrates the database first. Needs web.secret_key_env (or _file) to check the links.
     """
@@ -460,9 +513,9 @@ def web(
     port = port or urlsplit(ctx.settings.web.base_url).port or 8000
     # Bound before announcing: once the line is printed, connections are accepted.
     listener = socket.create_server((host, port))
-    typer.echo(
-        f"recert web: serving on http://{host}:{port} (links use {ctx.settings.web.base_url})"
-    )
+    base = ctx.settings.web.base_url.rstrip("/")
+    console = f"; IAM console at {base}/console" if ctx.settings.web.oidc else ""
+    typer.echo(f"recert web: serving on http://{host}:{port} (links use {base}){console}")
     server = uvicorn.Server(uvicorn.Config(site, log_level="warning", server_header=False))
     server.run(sockets=[listener])
 

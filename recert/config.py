@@ -69,9 +69,35 @@ class SmtpSettings(_Table):
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 
+class OidcSettings(_Table):
+    """IAM admins sign in to the console through any OpenID Connect provider."""
+
+    issuer: str = Field(min_length=1)  # e.g. https://acme.okta.com/oauth2/default
+    discovery_url: str | None = None  # default: issuer + /.well-known/openid-configuration
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    admin_emails: tuple[str, ...] = ()
+    group_claim: str = "groups"  # the ID token claim listing the user's groups
+    admin_groups: tuple[str, ...] = ()
+    ca_bundle: str | None = None  # PEM of extra trusted CAs for the provider's TLS
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+
+    @model_validator(mode="after")
+    def _someone_is_admin(self) -> OidcSettings:
+        if not self.admin_emails and not self.admin_groups:
+            raise ValueError("name the admins: admin_emails and/or admin_groups")
+        return self
+
+    @property
+    def metadata_url(self) -> str:
+        return self.discovery_url or (self.issuer.rstrip("/") + "/.well-known/openid-configuration")
+
+
 class WebSettings(_Table):
     base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr | None = None
+    oidc: OidcSettings | None = None  # the IAM console's sign-in; no console without it
 
 
 class CelerySettings(_Table):
@@ -244,6 +270,9 @@ def _parse(path: Path, document: dict[str, Any], env: Mapping[str, str]) -> Sett
     for key, model in _TABLES.items():
         if key in document:
             table = _resolve_secrets(path, key, _as_table(path, key, document[key]), env, base)
+            if key == "web" and "oidc" in table:  # the one nested table with secrets
+                oidc = _as_table(path, "web.oidc", table["oidc"])
+                table["oidc"] = _resolve_secrets(path, "web.oidc", oidc, env, base)
             values[key] = _validate(path, key, model, table)
     if "catalog_dir" in document:
         values["catalog_dir"] = base / str(document["catalog_dir"])

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from sqlmodel import Session
 
-from recert import db, reports
+from recert import db, evidence, reports
 from recert.analysis import analyze
 from recert.campaigns import items_by_reviewer, open_campaign
 from recert.catalog import load_catalog
@@ -101,19 +101,44 @@ def _catalog(folder: Path, tenants: SandboxTenants) -> None:
         (folder / f"okta-{app_id}.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
 
 
+WEB_URL = "http://127.0.0.1:8000"
+
+
+def _console_sign_in(directory: Path, tenants: SandboxTenants) -> dict[str, Any]:
+    """`[web.oidc]`: the emulated Okta org signs IAM admins in to the console."""
+    client = tenants.oidc.register_client(
+        f"{WEB_URL}/console/auth/callback", f"{WEB_URL}/console/signed-out"
+    )
+    secret_file = directory / "secrets" / "console-oidc-client-secret"
+    secret_file.write_text(client.client_secret, encoding="utf-8")
+    secret_file.chmod(0o600)
+    return {
+        "issuer": f"{tenants.servers['okta-demo'].url}/oauth2/default",
+        "client_id": client.client_id,
+        "client_secret_file": "secrets/console-oidc-client-secret",
+        "admin_emails": tenants.oidc.active_logins()[:1],
+        "ca_bundle": str(tenants.ca.ca_bundle),
+    }
+
+
 def _write_config(directory: Path, tenants: SandboxTenants, smtp: tuple[str, int]) -> Path:
     config = directory / "recert.toml"
     key_file = directory / "secrets" / "web-secret-key"
     key_file.parent.mkdir(exist_ok=True)
     key_file.write_text(secrets.token_urlsafe(32), encoding="utf-8")
     key_file.chmod(0o600)
+    web = {
+        "base_url": WEB_URL,
+        "secret_key_file": "secrets/web-secret-key",
+        "oidc": _console_sign_in(directory, tenants),
+    }
     config.write_text(
         tenants.config(
             catalog_dir="catalog",
             iam_email=IAM_EMAIL,
             database={"url": f"sqlite:///{directory / 'recert.db'}"},
             smtp={"host": smtp[0], "port": smtp[1], "from_address": "recert@example.com"},
-            web={"base_url": "http://127.0.0.1:8000", "secret_key_file": "secrets/web-secret-key"},
+            web=web,
             owner_rules=[
                 {"pattern": "app-{team}-{name}-{env}", "owner": "{team}-owners@example.com"}
             ],
@@ -175,7 +200,20 @@ def _pipeline(settings: Settings, clock: Clock, directory: Path) -> dict[str, An
     result["campaign"] = {**campaign.as_dict(), "reviewers_emailed": reviewers}
     result["outbox"] = sent.as_dict()
     result["credential_expiry"] = expiry.as_dict()
+    with step("write the evidence bundle"):
+        result["evidence"] = _evidence(engine, campaign.campaign_id, directory)
     return result
+
+
+def _evidence(engine: Any, campaign_id: int, directory: Path) -> dict[str, Any]:
+    """The campaign's evidence bundle, checked the way compliance would check it."""
+    path = directory / "evidence" / f"evidence-campaign-{campaign_id}.zip"
+    with Session(engine) as session:
+        exported = evidence.export(session, evidence.campaign_scope(session, campaign_id), path)
+    check = evidence.verify_bundle(path)
+    if not check.ok:
+        raise RuntimeError(f"the evidence bundle does not verify: {check.problem}")
+    return {"path": str(path), "files": check.files, "sha256": exported.sha256, "verified": True}
 
 
 def _reports(engine: Any, settings: Settings, clock: Clock, directory: Path) -> dict[str, str]:
@@ -238,6 +276,12 @@ def _wait_for_interrupt(config: Path, tenants: SandboxTenants) -> None:
     urls = ", ".join(f"{name} {server.url}" for name, server in tenants.servers.items())
     print(f"\nEmulated tenants are up ({urls}).", flush=True)
     print(f"In another terminal: RECERT_CONFIG={config} recert discover", flush=True)
+    admin = tenants.oidc.active_logins()[0]
+    print(
+        f"IAM console: RECERT_CONFIG={config} recert web, then open {WEB_URL}/console and "
+        f"sign in as {admin} with password {tenants.oidc.password}",
+        flush=True,
+    )
     print("Press Ctrl-C to stop them.", flush=True)
     try:
         threading.Event().wait()
@@ -284,6 +328,7 @@ def describe(result: DemoResult) -> str:
     mail = example_mail(result.directory)
     if mail:
         lines.append(f"  example email   {mail}")
+    lines.append(f"  evidence bundle {s['evidence']['path']} (verified)")
     lines.append(f"  config          {result.config}")
     lines.append("Explore the same data:")
     lines.append(f"  RECERT_CONFIG={result.config} recert inventory --format json")
@@ -291,6 +336,11 @@ def describe(result: DemoResult) -> str:
     lines.append(f"  RECERT_CONFIG={result.config} recert campaign status")
     lines.append(f"  RECERT_CONFIG={result.config} recert web   (then open a link from an email)")
     lines.append(f"  RECERT_CONFIG={result.config} recert audit verify")
+    lines.append(f"  RECERT_CONFIG={result.config} recert evidence verify {s['evidence']['path']}")
+    lines.append(
+        "IAM console: run `recert demo --keep-running`, then `recert web` with its config and "
+        f"open {WEB_URL}/console to sign in through the emulated Okta org"
+    )
     return "\n".join(lines)
 
 

@@ -293,4 +293,22 @@ class AuditHead(SQLModel, table=True):
     hash: str
 
 
+class AdminSession(SQLModel, table=True):
+    """A signed-in IAM admin. The browser holds a random token; only its SHA-256 is stored,
+    and signing out stamps `revoked_at`, so a copied cookie is worthless afterwards."""
+
+    __tablename__ = "admin_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True)
+    email: str
+    name: str = ""
+    created_at: datetime = _when(nullable=False)
+    expires_at: datetime = _when(nullable=False)
+    revoked_at: datetime | None = _when()
+    id_token: str | None = None  # the provider's ID token, the hint its sign-out asks for
+    source_ip: str | None = None
+    user_agent: str | None = None
+
+
 Index("ix_principal_tenant_status", Principal.tenant_id, Principal.status)  # type: ignore[arg-type]

@@ -11,14 +11,18 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlmodel import Session, col, select
 
+from emails import wording
+from emails.text import finalize
 from recert import links
 from recert.catalog import Catalog
+from recert.clock import as_utc
 from recert.config import Settings
 from recert.models import Ownership, Principal, Tenant
 from recert.risk import is_stale
@@ -32,13 +36,6 @@ TITLES = {
     "uncataloged": "Apps missing from the catalog",
 }
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-_templates = Environment(
-    loader=PackageLoader("recert", "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 
 def _reviewable(session: Session, tenant: str | None) -> list[tuple[Principal, str]]:
@@ -158,14 +155,126 @@ def build(
     return builders[kind](session, settings, now, tenant)
 
 
-def render(kind: str, rows: list[dict[str, Any]], output: str, now: datetime) -> str:
+COLUMN_LABELS = {
+    "tenant": "Tenant",
+    "kind": "Kind",
+    "external_id": "ID",
+    "display_name": "Name",
+    "reason": "Why orphaned",
+    "evidence": "Evidence",
+    "last_used_at": "Last used",
+    "activity_known_since": "Use recorded since",
+    "days_unused": "Days unused",
+    "risk": "Risk",
+    "reasons": "Why",
+    "owner": "Owner",
+}
+REASON_LABELS = {
+    "no_owner": "No owner recorded",
+    "owner_departed": "Owner has left",
+    "owner_unresolvable": "Owner not found",
+    "owner_is_app": "Owner is an app",
+}
+RISK_LABELS = {"high": "High", "medium": "Medium", "low": "Low"}
+_DATE_COLUMNS = {"last_used_at", "activity_known_since"}
+_RISK_ORDER = {"high": 0, "medium": 1, "low": 2}
+NAME_LIMIT = 120
+NOTHING = "\N{EN DASH}"  # an empty cell
+
+
+def short_name(value: str, limit: int = NAME_LIMIT) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _html_environment() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("recert", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=finalize,
+    )
+    environment.filters.update(short=short_name)
+    return environment
+
+
+_templates = _html_environment()
+
+
+def when(value: str | datetime | None) -> str:
+    """'2026-12-04 09:30 UTC': no seconds, no microseconds, always UTC."""
+    if value is None:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return f"{as_utc(moment):%Y-%m-%d %H:%M} UTC"
+
+
+def shown(column: str, value: Any) -> str:
+    """A report cell in words: human labels for codes, short dates, joined lists."""
+    if value is None:
+        return NOTHING
+    if column == "kind":
+        return wording.KINDS.get(value, str(value))
+    if column == "reason":
+        return REASON_LABELS.get(value, str(value))
+    if column == "risk":
+        return RISK_LABELS.get(value, str(value))
+    if column in _DATE_COLUMNS:
+        return when(value)
+    if isinstance(value, list):
+        return "; ".join(map(str, value))
+    return str(value)
+
+
+def sort_rows(rows: list[dict[str, Any]], column: str, descending: bool) -> list[dict[str, Any]]:
+    """Rows ordered by one column; empty cells always last, ties in the report's order."""
+
+    def key(row: dict[str, Any]) -> tuple[int, Any]:
+        value = row.get(column)
+        if value is None or value == "":
+            return (1, "")
+        if column == "risk":
+            return (0, _RISK_ORDER.get(value, 3))
+        if isinstance(value, int | float):
+            return (0, value)
+        return (0, shown(column, value).casefold())
+
+    filled = [row for row in rows if key(row)[0] == 0]
+    empty = [row for row in rows if key(row)[0] == 1]
+    return sorted(filled, key=key, reverse=descending) + empty
+
+
+@dataclass(frozen=True)
+class PageLinks:
+    """What a served report page links to; a file written by the CLI has none."""
+
+    back: tuple[str, str]  # (href, label)
+    downloads: dict[str, str]  # label -> href
+    sort_url: Callable[[str, bool], str]  # (column, descending) -> href
+    sorted_by: str | None = None
+    descending: bool = False
+
+
+def render(
+    kind: str,
+    rows: list[dict[str, Any]],
+    output: str,
+    now: datetime,
+    page: PageLinks | None = None,
+) -> str:
     if output == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False)
     if output == "csv":
         return to_csv(rows)
     columns = list(rows[0]) if rows else ["tenant", "kind", "external_id", "display_name"]
     return _templates.get_template("report.html").render(
-        title=TITLES[kind], rows=rows, columns=columns, generated_at=now.isoformat()
+        title=TITLES[kind],
+        rows=rows,
+        columns=columns,
+        labels=COLUMN_LABELS,
+        shown=shown,
+        generated_at=when(now),
+        page=page,
     )
 
 
@@ -176,11 +285,12 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return buffer.getvalue()
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """One CSV cell; a leading =, +, -, @ is defused so no spreadsheet runs it."""
     text = (
         "; ".join(map(str, value))
         if isinstance(value, list)

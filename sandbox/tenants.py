@@ -17,6 +17,8 @@ from typing import Any
 import tomli_w
 
 from sandbox import entra, google, okta
+from sandbox.okta.oidc import OidcProvider
+from sandbox.okta.oidc import install as install_oidc
 from sandbox.server import EmulatorServer, serving
 from sandbox.tls import SandboxCA, make_ca
 
@@ -40,6 +42,7 @@ class SandboxTenants:
     okta: okta.OktaEmulator
     entra: entra.EntraEmulator
     google: google.GoogleEmulator
+    oidc: OidcProvider  # the Okta org as the IAM console's sign-in provider
     servers: dict[str, EmulatorServer] = field(default_factory=dict)
     tables: list[dict[str, Any]] = field(default_factory=list)
 
@@ -56,11 +59,13 @@ def running_tenants(
     moment = (now or datetime.now(UTC)).replace(microsecond=0)
     okta_clock = moment.timestamp if now else time.time  # a pinned clock stays pinned
     ca = make_ca(directory)
+    okta_org = okta.build(seed, sizes.okta_apps, clock=okta_clock, limits=UNHURRIED_OKTA_LIMITS)
     tenants = SandboxTenants(
         ca=ca,
-        okta=okta.build(seed, sizes.okta_apps, clock=okta_clock, limits=UNHURRIED_OKTA_LIMITS),
+        okta=okta_org,
         entra=entra.build(seed, sizes.entra_principals, now=moment),
         google=google.build(seed, sizes.google_principals, users=sizes.google_users, now=moment),
+        oidc=install_oidc(okta_org),
     )
     secrets = directory / "secrets"
     with ExitStack() as stack:

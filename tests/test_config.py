@@ -185,6 +185,7 @@ def test_the_readme_config_example_is_valid(tmp_path: Path) -> None:
     example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
     path = write(tmp_path, example)
     env = {"OKTA_API_TOKEN": "a", "OKTA_WRITE_TOKEN": "b", "ENTRA_CLIENT_SECRET": "c"}
-    settings = load_settings(path, env)
+    settings = load_settings(path, {**env, "RECERT_OIDC_SECRET": "d"})
     assert [t.kind for t in settings.tenants] == ["okta", "entra", "google"]
+    assert settings.web.oidc is not None
     assert settings.owner_rules[0].owner == "{team}-owners@acme.com"

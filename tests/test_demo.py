@@ -87,6 +87,17 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
     assert len(subjects) == 2
     assert subjects[0].startswith("Orphaned: ")
     assert subjects[1].startswith("Weekly orphan report")
+    bundle = Path(summary["evidence"]["path"])
+    assert str(bundle) in result.stdout
+    config_env = {**env, "RECERT_CONFIG": str(target / "recert.toml")}
+    campaign, again = str(summary["campaign"]["campaign_id"]), tmp_path / "again.zip"
+    for args in (["verify", str(bundle)], ["export", "--campaign", campaign, "-o", str(again)]):
+        run = subprocess.run(
+            [sys.executable, "-m", "recert", "evidence", *args],
+            cwd=cwd, env=config_env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    assert again.read_bytes() == bundle.read_bytes(), "the same database, the same bytes"
     assert {o["source"] for e in entries for o in e["owners"]} >= {
         "catalog",
         "idp_owner",

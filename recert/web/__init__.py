@@ -1,4 +1,5 @@
-"""The owners' attestation pages (step 5): server-rendered, no JavaScript."""
+"""`recert web`: the owners' attestation pages (step 5), the IAM report pages and the IAM
+console (step 7). Server-rendered, no JavaScript."""
 
 from recert.web.app import create_app
 

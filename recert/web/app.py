@@ -9,17 +9,16 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
 
 from recert import links, reports
 from recert.catalog import load_catalog
@@ -27,7 +26,11 @@ from recert.clock import Clock
 from recert.config import Settings
 from recert.db import session_scope
 from recert.decisions import DecisionRefused, DecisionRequest, decide
-from recert.web.page import Draft, Retry, build_review, day, when
+from recert.web import enforcement_port, templating
+from recert.web.auth import SIGN_IN_COOKIE, AdminAuth
+from recert.web.console import Console, report_response
+from recert.web.enforcement_port import Enforcement
+from recert.web.page import Draft, Retry, build_review
 
 CSRF_COOKIE = "recert_csrf"
 _NONCE = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) produces
@@ -48,7 +51,6 @@ CHOICES = (
     ("reassign", "Hand it over to another owner"),
     ("not_mine", "Not mine: I do not know this app"),
 )
-TEMPLATES = Path(__file__).parent / "templates"
 
 ClockSource = Callable[[], Clock] | Clock
 
@@ -57,10 +59,29 @@ class LinkRefused(Exception):
     """The review link cannot be used; the reason is safe to show."""
 
 
-def create_app(settings: Settings, engine: Engine, clock: ClockSource) -> FastAPI:
-    """The attestation site. `clock` is read on every request (a Clock or a factory)."""
-    site = _ReviewSite(settings, engine, clock if callable(clock) else lambda: clock)
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    clock: ClockSource,
+    enforcement: Enforcement | None = None,
+) -> FastAPI:
+    """The owners' review pages, the IAM report pages and, when `[web.oidc]` is set, the
+    IAM console. `clock` is read on every request (a Clock or a factory)."""
+    clock_source = clock if callable(clock) else lambda: clock
+    site = _ReviewSite(settings, engine, clock_source)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+    oidc = settings.web.oidc
+    auth = AdminAuth(settings, engine, oidc) if oidc else None
+    if auth is not None:
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=auth.sign_in_state_key(),
+            session_cookie=SIGN_IN_COOKIE,
+            max_age=900,
+            path="/console",
+            same_site="lax",
+            https_only=auth.secure_cookie,
+        )
     app.middleware("http")(_security_headers)
     app.add_exception_handler(LinkRefused, site.link_refused)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, site.http_error)  # type: ignore[arg-type]
@@ -71,6 +92,15 @@ def create_app(settings: Settings, engine: Engine, clock: ClockSource) -> FastAP
     app.add_api_route("/review/{token}/items/{item_id}", site.decide_item, methods=["POST"])
     app.add_api_route("/reports/{token}", site.report_index, methods=["GET"])
     app.add_api_route("/reports/{token}/{kind}", site.report, methods=["GET"])
+    console = Console(
+        settings,
+        engine,
+        clock_source,
+        site.templates,
+        auth,
+        enforcement or enforcement_port.installed(),
+    )
+    console.install(app)
     return app
 
 
@@ -96,14 +126,7 @@ class _ReviewSite:
         self.clock = clock
         self.secret = settings.signing_key()  # fails at start-up, not on the first visit
         self.secure_cookie = settings.web.base_url.lower().startswith("https://")
-        self.templates = Environment(
-            loader=FileSystemLoader(TEMPLATES),
-            autoescape=True,
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.templates.filters.update(when=when, day=day)
+        self.templates = templating.environment()
 
     # --- routes ------------------------------------------------------------------------
 
@@ -177,18 +200,25 @@ class _ReviewSite:
         token: str,
         kind: str,
         output: Annotated[str, Query(alias="format")] = "html",
+        sort: str = "",
+        order: str = "asc",
     ) -> Response:
-        """One report as a page, or as CSV / JSON to download."""
+        """One report as a page (sortable, with downloads), or as CSV / JSON."""
         now = self.clock().now()
         self._iam_link(token, now)
         if kind not in reports.REPORTS or output not in ("html", "csv", "json"):
             raise HTTPException(status_code=404)
-        body = reports.render(kind, self._report_rows(kind, now), output, now)
-        if output == "html":
-            return HTMLResponse(body)
-        headers = {"Content-Disposition": f'attachment; filename="{kind}.{output}"'}
-        media = "text/csv; charset=utf-8" if output == "csv" else "application/json"
-        return Response(body, media_type=media, headers=headers)
+        index = f"/reports/{quote(token, safe='')}"
+        return report_response(
+            kind,
+            self._report_rows(kind, now),
+            output,
+            now,
+            f"{index}/{kind}",
+            sort,
+            order,
+            back=(index, "All reports"),
+        )
 
     # --- error pages ---------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from recert.models import (
     ReviewItem,
 )
 from recert.risk import permission_level
+from recert.web.templating import day
 
 OWNER_SOURCES = {
     "catalog": "The app catalog names you as its owner",
@@ -139,18 +140,22 @@ class ReviewPage:
     confirmation: Confirmation | None = None
     error: str | None = None
     error_item: int | None = None  # the item whose form shows the error, when on the page
+    focus: int | None = None  # the item to put focus on: the next one still to decide
 
     @property
     def empty(self) -> bool:
         return not self.items and self.confirmation is None
 
+    @property
+    def heading(self) -> str:
+        """The campaign's name, said once ("Access review 2026-12-01", not twice)."""
+        if "review" in self.campaign.casefold():
+            return self.campaign
+        return f"Access review: {self.campaign}"
 
-def when(moment: datetime) -> str:
-    return f"{moment:%a %d %b %Y %H:%M} UTC"
-
-
-def day(moment: datetime) -> str:
-    return f"{moment:%d %b %Y}"
+    @property
+    def decided(self) -> int:
+        return sum(1 for item in self.items if not item.awaiting)
 
 
 def build_review(
@@ -174,7 +179,18 @@ def build_review(
         confirmation=_confirmation(session, link, done) if done is not None else None,
         error=retry.message if retry else None,
         error_item=next((item.id for item in items if item.error), None),
+        focus=None if retry else _next_to_decide(items, done),
     )
+
+
+def _next_to_decide(items: list[ItemView], done: int | None) -> int | None:
+    """After a save, the next item still waiting for a decision (wrapping to the first)."""
+    if done is None:
+        return None
+    waiting = [item.id for item in items if item.awaiting]
+    later = [item_id for item_id in waiting if item_id > done]
+    candidates = later or waiting
+    return candidates[0] if candidates else None
 
 
 def assigned_items(session: Session, link: ReviewLink) -> list[ReviewItem]:
@@ -206,12 +222,12 @@ def _item_views(
             name=principal.display_name,
             provider=wording.PROVIDERS.get(context.tenant.kind, "Unknown provider"),
             tenant=context.tenant.name,
-            kind=wording.KINDS.get(principal.kind, principal.kind),
+            kind=wording.KINDS.get(principal.kind) or principal.kind.replace("_", " ").capitalize(),
             external_id=principal.external_id,
             risk=principal.risk,
-            permissions=[_permission(g) for g in context.grants],
-            credentials=[_credential(c, now) for c in context.credentials],
-            last_used=_last_used(principal, now),
+            permissions=[permission_view(g) for g in context.grants],
+            credentials=[credential_view(c, now) for c in context.credentials],
+            last_used=last_used(principal, now),
             owner_reasons=_owner_reasons(item, context.owners, link),
             decision=_decision(decision) if decision else None,
             awaiting=item.status == "pending",
@@ -228,7 +244,7 @@ def _with_retry(view: ItemView, retry: Retry) -> ItemView:
     return replace(view, draft=retry.draft, error=retry.message)
 
 
-def _permission(grant: Grant) -> PermissionView:
+def permission_view(grant: Grant) -> PermissionView:
     return PermissionView(
         grant_id=grant.id or 0,
         name=grant.permission,
@@ -239,7 +255,7 @@ def _permission(grant: Grant) -> PermissionView:
     )
 
 
-def _credential(credential: Credential, now: datetime) -> CredentialView:
+def credential_view(credential: Credential, now: datetime) -> CredentialView:
     if credential.expires_at is None:
         expiry, warning = "never expires", True
     elif credential.expires_at <= now:
@@ -254,7 +270,7 @@ def _credential(credential: Credential, now: datetime) -> CredentialView:
     )
 
 
-def _last_used(principal: Principal, now: datetime) -> str:
+def last_used(principal: Principal, now: datetime) -> str:
     if principal.last_used_at is not None:
         days = (now - principal.last_used_at).days
         return f"{day(principal.last_used_at)} ({days} days ago)"

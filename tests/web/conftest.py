@@ -179,9 +179,9 @@ def settings_for(tmp_path: Path, base_url: str) -> Settings:
     )
 
 
-def seed(engine: Engine, settings: Settings) -> tuple[int, datetime]:
+def seed(engine: Engine, settings: Settings, page: base.Page = PAGE) -> tuple[int, datetime]:
     clock = FixedClock(OPENED)
-    connector = ScriptedConnector([PAGE])
+    connector = ScriptedConnector([page])
     # Discovery runs its own event loop; Playwright's sync API keeps one running here.
     with ThreadPoolExecutor(max_workers=1) as worker:
         run = worker.submit(discover_tenant, engine, TENANT, clock, connector=connector)
