@@ -34,6 +34,10 @@ ORPHAN_SOURCE = "orphan"
 CONSENTED_SOURCE = "consented"  # a user reviewing their own consent
 
 
+class NothingToReview(Exception):
+    """No active, reviewable app is in scope: a campaign would ask nobody anything."""
+
+
 @dataclass
 class CampaignSummary:
     campaign_id: int
@@ -102,6 +106,12 @@ def open_campaign(
     if existing is not None:
         return _summary(session, existing, created=False)
     scope = {"tenants": tenants or [], "kinds": kinds or [], "risks": risks or []}
+    principals = in_scope(session, tenants, kinds, risks)
+    if not principals:
+        raise NothingToReview(
+            "nothing to review: no active app that needs an owner is in scope"
+            + ("" if any(scope.values()) else " (run `recert discover` first)")
+        )
     campaign = Campaign(
         name=name,
         opened_at=now,
@@ -111,7 +121,6 @@ def open_campaign(
     session.add(campaign)
     session.flush()
     assert campaign.id is not None
-    principals = in_scope(session, tenants, kinds, risks)
     ids = [p.id for p in principals]
     owners, grants = grouped(session, Ownership, ids), grouped(session, Grant, ids)
     for principal in principals:

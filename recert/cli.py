@@ -6,16 +6,18 @@ import json
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from recert import audit, db
 from recert.clock import Clock, ClockError, clock_from_env
-from recert.config import ConfigError, Settings, load_settings
+from recert.config import ConfigError, Settings, load_settings, require_secrets
 
 app = typer.Typer(
     help="Recert finds OAuth clients, service principals and service accounts in Okta, "
@@ -63,12 +65,19 @@ class Context:
     settings: Settings
     clock: Clock
 
-    @property
+    @cached_property
     def engine(self) -> Engine:
-        return db.make_engine(self.settings.database.url)
+        """The database, which must be at the newest schema (`recert init` migrates)."""
+        return db.require_current(db.make_engine(self.settings.database.url))
+
+    def migrated_engine(self) -> Engine:
+        """The database, created or migrated to the newest schema first."""
+        engine = db.make_engine(self.settings.database.url)
+        db.upgrade(engine)
+        return engine
 
     def database_label(self) -> str:
-        return make_url(self.settings.database.url).render_as_string(hide_password=True)
+        return db.label(self.settings.database.url)
 
 
 def _context() -> Context:
@@ -92,8 +101,8 @@ def _not_yet(command: str, arrives_with: str) -> NoReturn:
 def init(output: FormatOption = Format.TEXT) -> None:
     """Create the database or migrate it to the newest schema (safe to re-run)."""
     ctx = _context()
-    engine = ctx.engine
-    revision = db.upgrade(engine)
+    ctx.migrated_engine()
+    revision = db.head_revision()
     if output is Format.JSON:
         _emit_json({"database": ctx.database_label(), "revision": revision})
     else:
@@ -110,8 +119,9 @@ def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) ->
     tenants = [ctx.settings.tenant(n) for n in tenant] if tenant else ctx.settings.tenants
     if not tenants:
         _fail(f"{ctx.settings.path}: no [[tenants]] configured", code=2)
-    engine = ctx.engine
-    db.upgrade(engine)
+    for configured in tenants:
+        require_secrets(configured.read)  # all missing credentials before any tenant runs
+    engine = ctx.migrated_engine()
     summaries = []
     for configured in tenants:
         summary = discover_with_progress(engine, configured, ctx.clock)
@@ -216,15 +226,17 @@ def campaign_open(
     output: FormatOption = Format.TEXT,
 ) -> None:
     """Open a review campaign: one review item per in-scope principal (safe to re-run)."""
-    from recert.campaigns import open_campaign
+    from recert.campaigns import NothingToReview, open_campaign
 
     ctx = _context()
-    engine = ctx.engine
-    db.upgrade(engine)
-    with db.session_scope(engine) as session:
-        summary = open_campaign(
-            session, ctx.settings, ctx.clock, name=name, tenants=tenant, kinds=kind, risks=risk
-        )
+    engine = ctx.migrated_engine()
+    try:
+        with db.session_scope(engine) as session:
+            summary = open_campaign(
+                session, ctx.settings, ctx.clock, name=name, tenants=tenant, kinds=kind, risks=risk
+            )
+    except NothingToReview as nothing:
+        _fail(str(nothing))
     if output is Format.JSON:
         _emit_json(summary.as_dict())
         return
@@ -449,8 +461,7 @@ def web(
     from recert.web import create_app
 
     ctx = _context()
-    engine = ctx.engine
-    db.upgrade(engine)
+    engine = ctx.migrated_engine()
     site = create_app(ctx.settings, engine, ctx.clock)
     port = port or urlsplit(ctx.settings.web.base_url).port or 8000
     # Bound before announcing: once the line is printed, connections are accepted.
@@ -487,3 +498,10 @@ def main() -> None:
     except (ConfigError, ClockError) as error:
         typer.echo(f"recert: {error}", err=True)
         sys.exit(2)
+    except db.DatabaseError as error:
+        typer.echo(f"recert: {error}", err=True)
+        sys.exit(error.exit_code)
+    except OperationalError as error:  # the database went away in the middle of a command
+        reason = str(error.orig or error).strip().splitlines()[0]
+        typer.echo(f"recert: database error: {reason}", err=True)
+        sys.exit(1)

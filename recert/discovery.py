@@ -20,7 +20,7 @@ from connectors import open_connector
 from connectors.base import Checkpoint, Connector, ConnectorError, Page
 from recert import audit
 from recert.clock import Clock
-from recert.config import Tenant
+from recert.config import Tenant, require_secrets
 from recert.db import session_scope
 from recert.models import SyncRun, SyncStatus
 from recert.models import Tenant as TenantRow
@@ -81,7 +81,13 @@ def discover_tenant(
     connector: Connector | None = None,
     on_page: PageCallback | None = None,
 ) -> SyncSummary:
-    """One sync run for one tenant. A failed run is recorded and marks nothing deleted."""
+    """One sync run for one tenant. A failed run is recorded and marks nothing deleted.
+
+    A read credential the config names but cannot provide is a config error, raised
+    before any run is recorded.
+    """
+    if connector is None:
+        require_secrets(tenant.read)
     return asyncio.run(_discover(engine, tenant, clock, connector, on_page))
 
 
