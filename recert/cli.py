@@ -196,21 +196,31 @@ def audit_verify(output: FormatOption = Format.TEXT) -> None:
 
 @app.command()
 def owners(tenant: TenantOption = None, output: FormatOption = Format.TEXT) -> None:
-    """Score risk and resolve an accountable, active owner for every principal."""
+    """Score risk and resolve an accountable, active owner for every principal.
+
+    Exit 1 when a catalog manifest is rejected: each problem is named, and the apps it may
+    be about keep their previous owners until it is fixed."""
     from recert.analysis import analyze
+    from recert.catalog import load_catalog
 
     ctx = _context()
-    results = analyze(ctx.engine, ctx.settings, ctx.clock, tenant)
+    catalog = load_catalog(ctx.settings.catalog_dir)
+    results = analyze(ctx.engine, ctx.settings, ctx.clock, tenant, catalog)
+    for problem in catalog.problems:
+        typer.echo(f"recert: catalog: {problem}", err=True)
     if output is Format.JSON:
         _emit_json(results)
-        return
+        results = []
     for r in results:
         reasons = ", ".join(f"{n} {k}" for k, n in r["orphan_reasons"].items())
         typer.echo(
             f"{r['tenant']}: {r['owned']} owned, {r['orphaned']} orphaned"
             + (f" ({reasons})" if reasons else "")
             + f", {r['not_reviewed']} platform-owned or managed; {r['changed']} changed"
+            + (f"; {r['held']} kept their previous owner (catalog problem)" if r["held"] else "")
         )
+    if catalog.problems:
+        raise typer.Exit(1)
 
 
 @campaign_app.command("open")

@@ -310,3 +310,33 @@ def test_csv_defuses_spreadsheet_formulas() -> None:
     text = reports.to_csv(rows)
     assert "'=HYPERLINK" in text
     assert "a; b" in text
+
+
+def test_a_rejected_manifest_keeps_the_previous_owner_and_owners_exits_1(
+    engine: Engine, settings: Settings, catalog_dir: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from recert.cli import app as cli
+
+    load(engine, settings)
+    before = owners_of(by_id(engine)["catalogued"])
+    assert before[0] == ("cat@acme.test", "catalog")
+    manifest = catalog_dir / "catalogued.yaml"
+    manifest.write_text(manifest.read_text().replace("risk_tier: high", "risk_tier: extreme"))
+    config = tmp_path / "recert.toml"
+    config.write_text(
+        f'catalog_dir = "{catalog_dir}"\niam_email = "iam@acme.test"\n'
+        f'[database]\nurl = "{engine.url.render_as_string(hide_password=False)}"\n'
+    )
+    result = CliRunner().invoke(cli, ["owners"], env={"RECERT_CONFIG": str(config)})
+    assert result.exit_code == 1
+    assert f"{manifest}: risk_tier:" in result.stderr
+    assert "1 kept their previous owner (catalog problem)" in result.stdout
+    assert owners_of(by_id(engine)["catalogued"]) == before
+    manifest.write_text("{broken")  # unparseable: its app is unknown, its catalog owner stays
+    assert analyze(engine, settings, CLOCK)[0]["held"] == 1
+    assert owners_of(by_id(engine)["catalogued"]) == before
+    manifest.unlink()
+    analyze(engine, settings, CLOCK)
+    assert owners_of(by_id(engine)["catalogued"]) == before[1:], "fixed: resolved afresh"
