@@ -63,9 +63,9 @@ class AppSummary:
     risk: str  # "low" | "medium" | "high"
     risk_reasons: tuple[str, ...]
     reversible: bool = True  # False for Google third-party apps: revoking is final
-    orphan_reason: str | None = (
-        None  # no_owner | owner_departed | owner_unresolvable | owner_is_app
-    )
+    # no_owner | owner_departed | owner_unresolvable | owner_is_app | not_mine |
+    # owner_unreachable | user_consented
+    orphan_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -32,4 +32,5 @@ ORPHAN_REASONS = {
     "owner_is_app": "The recorded owner is another app, not a person",
     "not_mine": "The person asked to review it said it is not theirs",
     "owner_unreachable": "Mail to the owner bounced: they cannot be reached",
+    "user_consented": "Users consented to it themselves and no catalog entry names an owner",
 }

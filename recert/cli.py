@@ -498,8 +498,11 @@ def demo(
 
     target = directory or demo_run.default_directory()
     typer.echo(f"recert demo: writing everything to {target}", err=True)
-    result = demo_run.run(target.resolve(), keep_running=keep_running)
-    typer.echo(demo_run.describe(result))
+    demo_run.run(
+        target.resolve(),
+        keep_running=keep_running,
+        on_summary=lambda result: typer.echo(demo_run.describe(result)),
+    )
 
 
 def main() -> None:

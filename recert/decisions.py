@@ -54,6 +54,8 @@ def decide(
     justification = _justification(request)
     dropped = _dropped_grants(session, principal, request)
     new_owner = _move(session, settings, item, principal, request)
+    if new_owner:
+        item.escalated_at = None  # in new hands: IAM is told again if it comes back
     decision = Decision(
         review_item_id=item.id or 0,
         action=request.action,

@@ -233,8 +233,16 @@ def test_platform_owned_and_managed_identities_get_no_owner_and_are_never_orphan
         assert inv[external_id]["owners"] == []
         assert inv[external_id]["orphan_reason"] is None
     with Session(engine) as session:
-        orphaned = {r["external_id"] for r in reports.orphans(session, settings, NOW)}
-    assert orphaned == {"nobody", "departed-no-manager", "unresolvable", "loop-a", "loop-b"}
+        orphaned = {r["external_id"]: r["reason"] for r in reports.orphans(session, settings, NOW)}
+    assert set(orphaned) == {
+        "nobody",
+        "departed-no-manager",
+        "unresolvable",
+        "loop-a",
+        "loop-b",
+        "consented",  # only the IAM team reviews it: an orphan, with its reason
+    }
+    assert orphaned["consented"] == "user_consented"
 
 
 def test_rerunning_with_nothing_changed_changes_nothing(engine: Engine, settings: Settings) -> None:
