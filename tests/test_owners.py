@@ -270,12 +270,43 @@ def test_risk_levels_and_reasons(engine: Engine, settings: Settings) -> None:
     created = inv["created"]
     assert created["risk"] == "medium"
     assert "tenant-wide admin consent" in created["risk_reasons"]
-    assert "a secret valid for more than 365 days" in created["risk_reasons"]
+    assert "a client secret valid for more than 365 days" in created["risk_reasons"]
     assert "no use in 90 days" in created["risk_reasons"], "a window with no use is unused"
-    assert "a api_token that never expires" in inv["token"]["risk_reasons"]
+    assert "an API token that never expires" in inv["token"]["risk_reasons"]
     assert inv["by-rule"]["risk"] == "low", "30 days of data cannot prove 90 days unused"
     assert inv["ms-graph"]["risk"] == "low"
-    assert inv["consented"]["risk_reasons"] == ["users consented to https://mail.google.com/"]
+    assert inv["consented"]["risk"] == "high", "full Gmail is high whoever consented"
+    assert inv["consented"]["risk_reasons"] == ["holds https://mail.google.com/ (user consent)"]
+
+
+def test_a_high_risk_scope_is_high_however_many_users_consented() -> None:
+    from recert.config import RiskSettings
+    from recert.models import Grant, Principal
+    from recert.risk import assess
+
+    gmail = [
+        Grant(
+            principal_id=1,
+            grant_id=f"u{n}",
+            permission="https://mail.google.com/",
+            resource="Gmail",
+            consent="user",
+            consenting_user=f"u{n}",
+        )
+        for n in range(34)
+    ]
+    principal = Principal(
+        tenant_id=1,
+        external_id="bot",
+        kind="third_party_app",
+        display_name="Bot",
+        status="active",
+        first_seen_at=NOW,
+        last_seen_at=NOW,
+    )
+    assessed = assess(principal, gmail, [], RiskSettings(), NOW)
+    assert assessed.level == "high"
+    assert assessed.reasons == ("holds https://mail.google.com/ (user consent)",)
 
 
 def test_stale_report_tells_unused_from_unknown(engine: Engine, settings: Settings) -> None:
