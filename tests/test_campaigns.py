@@ -248,7 +248,7 @@ def test_decisions_are_checked_and_audited(
     engine: Engine, settings: Settings, campaign: Any
 ) -> None:
     secret = settings.signing_key()
-    with pytest.raises(DecisionRefused, match="someone else"):
+    with pytest.raises(DecisionRefused, match="not part of your review"):
         decide_as(engine, settings, day(1), secret, "dan@acme.test", "ann-1", "keep")
     with pytest.raises(DecisionRefused, match="why the app is still needed"):
         decide_as(engine, settings, day(1), secret, "ann@acme.test", "ann-1", "keep", why="  ")
@@ -493,3 +493,29 @@ def test_one_orphan_set_and_iam_hears_of_changes_at_most_daily(
     text = weekly.get_body(("plain",)).get_content()
     assert "The person asked to review it said it is not theirs: 3" in text
     assert "Reason not recorded" not in text
+
+
+def test_a_double_click_records_one_decision(
+    engine: Engine, settings: Settings, campaign: Any
+) -> None:
+    from recert.models import Decision
+
+    secret, start, failures = settings.signing_key(), threading.Barrier(2), []
+
+    def submit() -> None:
+        start.wait()
+        try:
+            decide_as(engine, settings, day(1), secret, "dan@acme.test", "dan-1", "keep")
+        except Exception as error:  # reported by the assertion below
+            failures.append(error)
+
+    clicks = [threading.Thread(target=submit) for _ in range(2)]
+    for click in clicks:
+        click.start()
+    for click in clicks:
+        click.join()
+    assert failures == []
+    with Session(engine) as session:
+        assert len(session.exec(select(Decision)).all()) == 1
+        decided = session.exec(select(AuditEvent).where(AuditEvent.action == "review.decided"))
+        assert len(decided.all()) == 1
