@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy import Engine
@@ -18,6 +18,9 @@ from sqlmodel import Session
 from recert import audit, db
 from recert.clock import Clock, ClockError, clock_from_env
 from recert.config import ConfigError, Settings, load_settings, require_secrets
+
+if TYPE_CHECKING:
+    from recert.discovery import SyncSummary
 
 app = typer.Typer(
     help="Recert finds OAuth clients, service principals and service accounts in Okta, "
@@ -132,14 +135,24 @@ def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) ->
         _emit_json([s.as_dict() for s in summaries])
     else:
         for s in summaries:
-            kinds = ", ".join(f"{n} {k}" for k, n in s.by_kind.items()) or "none"
-            line = (
-                f"{s.tenant}: {s.status}; {s.principals_seen} principals ({kinds}); "
-                f"{s.new} new, {s.deleted} deleted, {s.skipped} malformed records skipped"
-            )
-            typer.echo(line + (f"; error: {s.error}" if s.error else ""))
+            typer.echo(sync_line(s))
     if any(s.error for s in summaries):
         raise typer.Exit(1)
+
+
+def sync_line(s: SyncSummary) -> str:
+    """One tenant's discovery in a line; a delta run says what changed, not a total."""
+    if s.status == "complete" and not s.full:
+        return (
+            f"{s.tenant}: delta: {s.principals_seen} changed, {s.deleted} removed "
+            f"({s.new} new); {s.skipped} malformed records skipped"
+        )
+    kinds = ", ".join(f"{n} {k}" for k, n in s.by_kind.items()) or "none"
+    line = (
+        f"{s.tenant}: {s.status}; {s.principals_seen} principals ({kinds}); "
+        f"{s.new} new, {s.deleted} deleted, {s.skipped} malformed records skipped"
+    )
+    return line + (f"; error: {s.error}" if s.error else "")
 
 
 @app.command()
@@ -462,6 +475,7 @@ def web(
     """Serve the owners' attestation pages: the signed links in review emails open here.
 
     Migrates the database first. Needs web.secret_key_env (or _file) to check the links.
+    Logs each request (uvicorn's access log), with the link tokens in paths redacted.
     """
     import socket
     from urllib.parse import urlsplit
@@ -469,6 +483,7 @@ def web(
     import uvicorn
 
     from recert.web import create_app
+    from recert.web.access_log import log_requests
 
     ctx = _context()
     engine = ctx.migrated_engine()
@@ -480,6 +495,7 @@ def web(
         f"recert web: serving on http://{host}:{port} (links use {ctx.settings.web.base_url})"
     )
     server = uvicorn.Server(uvicorn.Config(site, log_level="warning", server_header=False))
+    log_requests()  # after uvicorn's logging setup, which the Config just applied
     server.run(sockets=[listener])
 
 

@@ -327,3 +327,15 @@ def test_a_failed_run_stores_a_short_error_without_sql_or_other_apps(engine: Eng
         assert "\n" not in text
         for leak in ("INSERT", "SELECT", "App 1", "OPENID_CONNECT", "0oa00001"):
             assert leak not in text
+
+
+def test_a_delta_run_says_what_changed(engine: Engine) -> None:
+    from recert.cli import sync_line
+
+    run(engine, [page_for(range(3), FULL)])
+    delta = base.Checkpoint(full=False, cursor={"delta": "next"})
+    summary = run(engine, [page_for(range(1, 2), delta, removed=["0oa00002"])])
+    assert (summary.full, summary.principals_seen, summary.deleted) == (False, 1, 1)
+    assert sync_line(summary) == (
+        "okta-test: delta: 1 changed, 1 removed (0 new); 0 malformed records skipped"
+    )
