@@ -212,8 +212,10 @@ def _digest_view(digest: Digest, *, manager_copied: bool) -> _DigestView:
 
 
 def _app_view(app: AppSummary, now: datetime) -> _AppView:
-    # High-risk permissions first, so a cut-off list still shows what matters.
-    permissions = sorted(app.permissions, key=lambda permission: not permission.high_risk)
+    # Each permission once (34 users granting one scope is one line), high-risk ones first
+    # so a cut-off list still shows what matters.
+    unique = dict.fromkeys(app.permissions)
+    permissions = sorted(unique, key=lambda permission: not permission.high_risk)
     return _AppView(
         name=_clean(app.display_name, _NAME_LIMIT) or "(no name)",
         kind=_worded(wording.KINDS, app.kind),
@@ -242,8 +244,9 @@ def _permission_view(permission: Permission) -> _PermissionView:
     name = _clean(permission.name, _NAME_LIMIT)
     resource = _clean(permission.resource, _NAME_LIMIT)
     consent = _worded(wording.CONSENTS, permission.consent)
-    if permission.description:
-        summary = _clean(permission.description, _TEXT_LIMIT)
+    description = permission.description or wording.permission_description(permission.name)
+    if description:
+        summary = _clean(description, _TEXT_LIMIT)
         detail = f"{name} on {resource}, {consent}"
     else:
         summary = f"{name} on {resource}"

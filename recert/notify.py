@@ -300,7 +300,7 @@ def _app_summaries(
             credentials=tuple(mail.CredentialInfo(x.type, x.expires_at) for x in c.credentials),
             last_used_at=c.principal.last_used_at,
             activity_known_since=c.principal.activity_window_start,
-            owner_reason=_owner_reason(c.owners, c.item, reviewer),
+            owner_reason=_owner_reason(session, c.owners, c.item, reviewer),
             risk=c.principal.risk,
             risk_reasons=tuple(c.principal.risk_reasons),
             reversible=c.principal.kind != "third_party_app",
@@ -327,9 +327,11 @@ def _permission(grant: Grant) -> mail.Permission:
     )
 
 
-def _owner_reason(owners: list[Ownership], item: ReviewItem, reviewer: str) -> str:
+def _owner_reason(
+    session: Session, owners: list[Ownership], item: ReviewItem, reviewer: str
+) -> str:
     if item.owner_source == "reassigned":
-        return "the previous owner handed this app to you"
+        return f"{_handed_over_by(session, item, reviewer)} handed this app over to you"
     if item.owner_source == "not_mine":
         return "its owner said it is not theirs: the IAM team decides"
     if item.consenting_user:
@@ -339,6 +341,23 @@ def _owner_reason(owners: list[Ownership], item: ReviewItem, reviewer: str) -> s
             return owner.evidence
     orphan = next((o for o in owners if o.orphan_reason), None)
     return f"no accountable owner: {orphan.evidence}" if orphan else item.owner_source
+
+
+def _handed_over_by(session: Session, item: ReviewItem, reviewer: str) -> str:
+    """Who handed the item to `reviewer`: "Ann Active (ann@acme.com)"."""
+    giver = session.exec(
+        select(Decision.decided_by)
+        .where(
+            Decision.review_item_id == item.id,
+            Decision.action == "reassign",
+            col(Decision.new_owner_email) == reviewer,
+        )
+        .order_by(col(Decision.decided_at).desc(), col(Decision.id).desc())
+    ).first()
+    if giver is None:
+        return "The previous owner"
+    name = _person_name(session, giver)
+    return f"{name} ({giver})" if name else giver
 
 
 def queue_orphan_report(engine: Engine, settings: Settings, clock: Clock) -> int:

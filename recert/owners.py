@@ -255,7 +255,8 @@ class TenantIndex:
                 manager.email or "",
                 "manager",
                 round(CONFIDENCE[source] * MANAGER_DISCOUNT, 3),
-                f"{evidence}; {person.display_name} left, so their manager {manager.display_name}",
+                f"{evidence}; {person.display_name} left, so their manager "
+                f"{manager.display_name} is accountable for it",
                 manager.id,
             )
         )
