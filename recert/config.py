@@ -23,7 +23,9 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -89,6 +91,20 @@ class EnforcementSettings(_Table):
 
 class CampaignSettings(_Table):
     attestation_days: int = Field(default=14, ge=1)
+
+
+class NoticeSettings(_Table):
+    # Days before a credential expires when its owner is told; an empty list turns it off.
+    credential_expiry_days: tuple[StrictInt, ...] = (60, 30, 7)
+
+    @field_validator("credential_expiry_days")
+    @classmethod
+    def _positive_and_distinct(cls, days: tuple[int, ...]) -> tuple[int, ...]:
+        if any(day < 1 for day in days):
+            raise ValueError(f"must be whole days of 1 or more, got {list(days)}")
+        if len(set(days)) != len(days):
+            raise ValueError(f"must not repeat a day, got {list(days)}")
+        return tuple(sorted(days, reverse=True))
 
 
 RiskLevel = Literal["low", "medium", "high"]
@@ -167,6 +183,7 @@ class Settings(BaseModel):
     enforcement: EnforcementSettings = EnforcementSettings()
     campaigns: CampaignSettings = CampaignSettings()
     risk: RiskSettings = RiskSettings()
+    notices: NoticeSettings = NoticeSettings()
     owner_rules: tuple[OwnerRule, ...] = ()
 
     def signing_key(self) -> bytes:
@@ -195,6 +212,7 @@ _TOP_LEVEL = {
     "enforcement",
     "campaigns",
     "risk",
+    "notices",
     "owner_rules",
 }
 _TABLES: dict[str, type[_Table]] = {
@@ -205,6 +223,7 @@ _TABLES: dict[str, type[_Table]] = {
     "enforcement": EnforcementSettings,
     "campaigns": CampaignSettings,
     "risk": RiskSettings,
+    "notices": NoticeSettings,
 }
 
 

@@ -1,7 +1,7 @@
 """review_item.escalated_at: when the IAM team was emailed about the item
 
 Revision ID: 0007
-Revises: 0001
+Revises: 0008
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0001"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
