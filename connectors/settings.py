@@ -1,16 +1,56 @@
 """Per-provider connection settings, validated from a tenant's config table.
 
-Secrets arrive here already resolved: the config layer turns `X_env` / `X_file` keys into
-`X` before validation, so connectors never read the environment or guess at files.
+Secrets arrive as `SecretStr` values: the config layer turns each `X_env` / `X_file` key
+into a `SecretReference` for `X`, read only when a connector asks for its value, so
+connectors never read the environment or guess at files, and a command that never
+connects needs no credential at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 HttpsUrl = Annotated[AnyHttpUrl, Field()]
+
+
+class SecretReference(SecretStr):
+    """A secret named by the config, read each time it is used (so rotation just works).
+
+    `read` raises the config layer's own one-line error when the variable is unset or the
+    file unreadable; comparing or hashing settings never reads it.
+    """
+
+    def __init__(self, source: str, read: Callable[[], str]) -> None:
+        super().__init__("")
+        self.source = source  # "environment variable OKTA_TOKEN" or "file /etc/recert/key"
+        self._read = read
+
+    def get_secret_value(self) -> str:
+        return self._read()
+
+    def _display(self) -> str:
+        return "**********"
+
+    def __bool__(self) -> bool:  # named, so present (SecretStr would count its characters)
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretReference) and other.source == self.source
+
+    def __hash__(self) -> int:
+        return hash(self.source)
 
 
 class _Settings(BaseModel):
@@ -18,6 +58,13 @@ class _Settings(BaseModel):
 
     name: str = Field(min_length=1)
     ca_bundle: str | None = None  # PEM file of extra trusted CAs (TLS-inspecting proxy, emulator)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
 
 
 class OktaSettings(_Settings):
@@ -86,6 +133,6 @@ SETTINGS_BY_KIND: dict[str, type[_Settings]] = {
 
 
 def settings_for(kind: str, values: dict[str, Any]) -> TenantSettings:
-    """Validate one tenant table (secrets resolved) into its provider's settings."""
+    """Validate one tenant table (secrets as references) into its provider's settings."""
     model = SETTINGS_BY_KIND[kind]
     return model.model_validate({**values, "kind": kind})  # type: ignore[return-value]

@@ -66,9 +66,9 @@ class AppSummary:
     risk: str  # "low" | "medium" | "high"
     risk_reasons: tuple[str, ...]
     reversible: bool = True  # False for Google third-party apps: revoking is final
-    orphan_reason: str | None = (
-        None  # no_owner | owner_departed | owner_unresolvable | owner_is_app
-    )
+    # no_owner | owner_departed | owner_unresolvable | owner_is_app | not_mine |
+    # owner_unreachable | user_consented
+    orphan_reason: str | None = None
     rotate_url: str | None = None  # the provider's admin page for the app, where one exists
     rotate_steps: str | None = None  # how to rotate its credentials there, in plain words
 
@@ -235,8 +235,10 @@ def _digest_view(digest: Digest, *, manager_copied: bool) -> _DigestView:
 
 
 def _app_view(app: AppSummary, now: datetime) -> _AppView:
-    # High-risk permissions first, so a cut-off list still shows what matters.
-    permissions = sorted(app.permissions, key=lambda permission: not permission.high_risk)
+    # Each permission once (34 users granting one scope is one line), high-risk ones first
+    # so a cut-off list still shows what matters.
+    unique = dict.fromkeys(app.permissions)
+    permissions = sorted(unique, key=lambda permission: not permission.high_risk)
     return _AppView(
         name=_clean(app.display_name, _NAME_LIMIT) or "(no name)",
         kind=_worded(wording.KINDS, app.kind),
@@ -268,8 +270,9 @@ def _permission_view(permission: Permission) -> _PermissionView:
     name = _clean(permission.name, _NAME_LIMIT)
     resource = _clean(permission.resource, _NAME_LIMIT)
     consent = _worded(wording.CONSENTS, permission.consent)
-    if permission.description:
-        summary = _clean(permission.description, _TEXT_LIMIT)
+    description = permission.description or wording.permission_description(permission.name)
+    if description:
+        summary = _clean(description, _TEXT_LIMIT)
         detail = f"{name} on {resource}, {consent}"
     else:
         summary = f"{name} on {resource}"

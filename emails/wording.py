@@ -3,6 +3,10 @@ describe an app the same way."""
 
 from __future__ import annotations
 
+import csv
+from functools import cache
+from importlib import resources
+
 PROVIDERS = {"okta": "Okta", "entra": "Microsoft Entra ID", "google": "Google"}
 KINDS = {
     "oauth_app": "OAuth app",
@@ -48,4 +52,21 @@ ORPHAN_REASONS = {
     "owner_is_app": "The recorded owner is another app, not a person",
     "not_mine": "The person asked to review it said it is not theirs",
     "owner_unreachable": "Mail to the owner bounced: they cannot be reached",
+    "user_consented": "Users consented to it themselves and no catalog entry names an owner",
 }
+
+
+def permission_description(name: str) -> str | None:
+    """Plain words for an Okta or Google scope, from the shipped data (emails/data)."""
+    return _scope_words().get(name)
+
+
+@cache
+def _scope_words() -> dict[str, str]:
+    words: dict[str, str] = {}
+    for data in ("okta-scopes.csv", "google-scopes.csv"):
+        text = resources.files("emails").joinpath("data", data).read_text("utf-8")
+        words.update(
+            (row["Value"], row["Description"]) for row in csv.DictReader(text.splitlines())
+        )
+    return words

@@ -1,13 +1,24 @@
-"""The Celery application: broker from the config, schedule from the config."""
+"""The Celery application: broker from the config, schedule from the config.
+
+A bad config stops the worker or beat at start with the config's one line, exit code 2.
+Secrets are read when a task uses them, so one tenant's missing credential fails only
+that tenant's tasks.
+"""
 
 from __future__ import annotations
+
+import sys
 
 from celery import Celery
 
 from jobs.schedule import beat_schedule
-from recert.config import load_settings
+from recert.config import ConfigError, load_settings
 
-settings = load_settings()
+try:
+    settings = load_settings()
+except ConfigError as error:
+    print(f"recert worker: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 app = Celery(
     "recert",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +15,10 @@ from recert import campaigns, db, notices
 from recert import notify as outbox
 from recert.analysis import analyze
 from recert.clock import clock_from_env
+from recert.config import ConfigError, require_secrets
 from recert.discovery import discover_tenant as run_discovery
 
+log = logging.getLogger(__name__)
 LOCK_SECONDS = 6 * 3600  # longer than any run; a killed worker's lock still expires
 
 
@@ -37,7 +40,12 @@ def _locked(name: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 @app.task(name="jobs.tasks.discover_tenant", acks_late=True, reject_on_worker_lost=True)
 def discover_tenant(tenant_name: str) -> dict[str, Any]:
     """Discovery, then owners and risk. Idempotent, so a redelivery is harmless."""
-    tenant = settings.tenant(tenant_name)
+    try:
+        tenant = settings.tenant(tenant_name)
+        require_secrets(tenant.read)
+    except ConfigError as error:  # this tenant's problem alone: one line, no retry
+        log.error("discover %s: %s", tenant_name, error)
+        return {"tenant": tenant_name, "status": "failed", "error": str(error)}
 
     def job() -> dict[str, Any]:
         engine, clock = _engine(), clock_from_env()
@@ -60,7 +68,10 @@ def open_due_campaigns() -> dict[str, Any]:
             if not tiers:
                 return {"opened": None}
             name = f"Access review {clock.now():%Y-%m-%d} ({', '.join(tiers)} risk)"
-            opened = campaigns.open_campaign(session, settings, clock, name=name, risks=tiers)
+            try:
+                opened = campaigns.open_campaign(session, settings, clock, name=name, risks=tiers)
+            except campaigns.NothingToReview as nothing:
+                return {"opened": None, "reason": str(nothing)}
             return {"opened": opened.as_dict()}
 
     return _locked("campaigns", job)

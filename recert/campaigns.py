@@ -34,6 +34,10 @@ ORPHAN_SOURCE = "orphan"
 CONSENTED_SOURCE = "consented"  # a user reviewing their own consent
 
 
+class NothingToReview(Exception):
+    """No active, reviewable app is in scope: a campaign would ask nobody anything."""
+
+
 @dataclass
 class CampaignSummary:
     campaign_id: int
@@ -41,10 +45,11 @@ class CampaignSummary:
     opened_at: datetime
     due_at: datetime
     created: bool
-    items: int = 0
+    items: int = 0  # review items: one per app, plus one per user reviewing their own consent
     reviewers: int = 0
-    to_iam: int = 0
+    to_iam: int = 0  # apps whose only reviewer is the IAM team
     scope: dict[str, Any] = field(default_factory=dict)
+    apps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,8 +105,14 @@ def open_campaign(
     name = name or f"Access review {now:%Y-%m-%d}"
     existing = session.exec(select(Campaign).where(Campaign.name == name)).first()
     if existing is not None:
-        return _summary(session, existing, created=False)
+        return _summary(session, existing, False, settings.iam_email)
     scope = {"tenants": tenants or [], "kinds": kinds or [], "risks": risks or []}
+    principals = in_scope(session, tenants, kinds, risks)
+    if not principals:
+        raise NothingToReview(
+            "nothing to review: no active app that needs an owner is in scope"
+            + ("" if any(scope.values()) else " (run `recert discover` first)")
+        )
     campaign = Campaign(
         name=name,
         opened_at=now,
@@ -111,7 +122,6 @@ def open_campaign(
     session.add(campaign)
     session.flush()
     assert campaign.id is not None
-    principals = in_scope(session, tenants, kinds, risks)
     ids = [p.id for p in principals]
     owners, grants = grouped(session, Ownership, ids), grouped(session, Grant, ids)
     for principal in principals:
@@ -128,7 +138,7 @@ def open_campaign(
         if is_user_consented(principal, grants[principal.id or 0]):
             session.add_all(_consent_items(session, campaign, principal, grants[principal.id or 0]))
     session.flush()
-    summary = _summary(session, campaign, created=True)
+    summary = _summary(session, campaign, True, settings.iam_email)
     audit.append(
         session,
         clock,
@@ -165,8 +175,11 @@ def _consent_items(
     ]
 
 
-def _summary(session: Session, campaign: Campaign, created: bool) -> CampaignSummary:
+def _summary(
+    session: Session, campaign: Campaign, created: bool, iam_email: str
+) -> CampaignSummary:
     items = session.exec(select(ReviewItem).where(ReviewItem.campaign_id == campaign.id)).all()
+    apps = [i for i in items if not i.consenting_user]
     return CampaignSummary(
         campaign_id=campaign.id or 0,
         name=campaign.name,
@@ -175,8 +188,9 @@ def _summary(session: Session, campaign: Campaign, created: bool) -> CampaignSum
         created=created,
         items=len(items),
         reviewers=len({i.reviewer_email for i in items}),
-        to_iam=sum(1 for i in items if i.owner_source == ORPHAN_SOURCE),
+        to_iam=sum(1 for i in apps if i.reviewer_email == iam_email.lower()),
         scope=dict(campaign.scope),
+        apps=len(apps),
     )
 
 

@@ -2,7 +2,9 @@
 
 A manifest is the single source of truth for an app's owner and purpose. A file with any
 problem is rejected whole (nothing of it is loaded), and the problem names the file and
-the field: unknown keys are errors, not silently dropped.
+the field: unknown keys, repeated keys and oversized files are errors, not silently
+dropped or half read. Owner resolution keeps the previous owner of an app whose manifest
+was rejected, so a typo never quietly turns a catalogued app into an orphan.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SUFFIXES = {".yaml", ".yml", ".json"}
+MAX_MANIFEST_BYTES = 64 * 1024  # one app's manifest is a few hundred bytes
 # A mailbox, not a deliverability check: internal and test domains are legitimate owners.
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 
@@ -62,6 +65,8 @@ class CatalogProblem:
 class Catalog:
     entries: tuple[CatalogEntry, ...]
     problems: tuple[CatalogProblem, ...]
+    # (app_id, tenant) that rejected manifests name, where a file got that far.
+    rejected: frozenset[tuple[str, str | None]] = frozenset()
 
     def match(self, tenant: str, ids: tuple[str | None, ...]) -> CatalogEntry | None:
         """The manifest for a principal, by its external id or app/client id."""
@@ -72,33 +77,57 @@ class Catalog:
                 return entry
         return None
 
+    def rejected_for(self, tenant: str, ids: tuple[str | None, ...]) -> bool:
+        """True when a rejected manifest names this principal."""
+        return any((i, t) in self.rejected for i in ids if i for t in (None, tenant))
+
 
 def load_catalog(directory: Path | None) -> Catalog:
-    if directory is None or not directory.exists():
+    if directory is None:
         return Catalog((), ())
+    if not directory.is_dir():
+        return Catalog((), (CatalogProblem(directory, "", "catalog folder not found"),))
     entries: list[CatalogEntry] = []
     problems: list[CatalogProblem] = []
+    rejected: set[tuple[str, str | None]] = set()
     for path in sorted(p for p in directory.rglob("*") if p.suffix.lower() in SUFFIXES):
-        entry, found = _load_one(path)
+        entry, found, claim = _load_one(path)
         if entry:
             entries.append(entry)
+        if found and claim:
+            rejected.add(claim)
         problems.extend(found)
-    problems.extend(_duplicates(entries))
+    duplicates = _duplicates(entries)
+    problems.extend(duplicates)
     bad = {p.path for p in problems}
-    return Catalog(tuple(e for e in entries if e.path not in bad), tuple(problems))
+    rejected.update((e.manifest.app_id, e.manifest.tenant) for e in entries if e.path in bad)
+    return Catalog(
+        tuple(e for e in entries if e.path not in bad), tuple(problems), frozenset(rejected)
+    )
 
 
-def _load_one(path: Path) -> tuple[CatalogEntry | None, list[CatalogProblem]]:
+def _load_one(
+    path: Path,
+) -> tuple[CatalogEntry | None, list[CatalogProblem], tuple[str, str | None] | None]:
     try:
         data = _parse(path)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
-        return None, [CatalogProblem(path, "", f"cannot parse: {_one_line(error)}")]
+        return None, [CatalogProblem(path, "", f"cannot parse: {_one_line(error)}")], None
     if not isinstance(data, dict):
-        return None, [CatalogProblem(path, "", "must hold one mapping (one app per file)")]
+        problem = CatalogProblem(path, "", "must hold one mapping (one app per file)")
+        return None, [problem], None
     try:
-        return CatalogEntry(path, Manifest.model_validate(data)), []
+        return CatalogEntry(path, Manifest.model_validate(data)), [], None
     except ValidationError as error:
-        return None, [_problem(path, e) for e in error.errors()]
+        return None, [_problem(path, e) for e in error.errors()], _claim(data)
+
+
+def _claim(data: dict[Any, Any]) -> tuple[str, str | None] | None:
+    """The app a rejected manifest was meant for, when it says so plainly."""
+    app_id, tenant = data.get("app_id"), data.get("tenant")
+    if not isinstance(app_id, str) or not app_id.strip():
+        return None
+    return app_id.strip(), tenant.strip() if isinstance(tenant, str) else None
 
 
 def _problem(path: Path, error: Any) -> CatalogProblem:
@@ -108,23 +137,60 @@ def _problem(path: Path, error: Any) -> CatalogProblem:
 
 
 def _parse(path: Path) -> Any:
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may hold")
     text = path.read_text(encoding="utf-8")
-    return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    if path.suffix.lower() == ".json":
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"key {repeated[0]!r} appears more than once")
+    return dict(pairs)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice (plain PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ValueError(f"key {key!r} appears more than once")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _duplicates(entries: list[CatalogEntry]) -> list[CatalogProblem]:
-    """Two manifests for one app make its owner ambiguous: both are rejected."""
-    claims: dict[tuple[str, str | None], list[Path]] = defaultdict(list)
+    """Two manifests that can match one app make its owner ambiguous: both are rejected.
+    A manifest without `tenant` matches in every tenant, so it clashes with any other."""
+    by_app: dict[str, list[CatalogEntry]] = defaultdict(list)
     for entry in entries:
-        claims[(entry.manifest.app_id, entry.manifest.tenant)].append(entry.path)
+        by_app[entry.manifest.app_id].append(entry)
     problems = []
-    for (app_id, _), paths in claims.items():
-        for path in paths if len(paths) > 1 else ():
-            others = ", ".join(str(other) for other in paths if other != path)
-            problems.append(
-                CatalogProblem(path, "app_id", f"{app_id!r} is also described by {others}")
-            )
+    for app_id, claims in by_app.items():
+        for entry in claims:
+            others = [
+                str(other.path)
+                for other in claims
+                if other is not entry and _overlap(entry.manifest.tenant, other.manifest.tenant)
+            ]
+            if others:
+                also = ", ".join(others)
+                problems.append(
+                    CatalogProblem(entry.path, "app_id", f"{app_id!r} is also described by {also}")
+                )
     return problems
+
+
+def _overlap(tenant: str | None, other: str | None) -> bool:
+    return tenant is None or other is None or tenant == other
 
 
 def _one_line(error: Exception) -> str:

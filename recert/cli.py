@@ -6,16 +6,21 @@ import json
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from recert import audit, db
 from recert.clock import Clock, ClockError, clock_from_env
-from recert.config import ConfigError, Settings, load_settings
+from recert.config import ConfigError, Settings, load_settings, require_secrets
+
+if TYPE_CHECKING:
+    from recert.discovery import SyncSummary
 
 app = typer.Typer(
     help="Recert finds OAuth clients, service principals and service accounts in Okta, "
@@ -63,12 +68,19 @@ class Context:
     settings: Settings
     clock: Clock
 
-    @property
+    @cached_property
     def engine(self) -> Engine:
-        return db.make_engine(self.settings.database.url)
+        """The database, which must be at the newest schema (`recert init` migrates)."""
+        return db.require_current(db.make_engine(self.settings.database.url))
+
+    def migrated_engine(self) -> Engine:
+        """The database, created or migrated to the newest schema first."""
+        engine = db.make_engine(self.settings.database.url)
+        db.upgrade(engine)
+        return engine
 
     def database_label(self) -> str:
-        return make_url(self.settings.database.url).render_as_string(hide_password=True)
+        return db.label(self.settings.database.url)
 
 
 def _context() -> Context:
@@ -92,8 +104,8 @@ def _not_yet(command: str, arrives_with: str) -> NoReturn:
 def init(output: FormatOption = Format.TEXT) -> None:
     """Create the database or migrate it to the newest schema (safe to re-run)."""
     ctx = _context()
-    engine = ctx.engine
-    revision = db.upgrade(engine)
+    ctx.migrated_engine()
+    revision = db.head_revision()
     if output is Format.JSON:
         _emit_json({"database": ctx.database_label(), "revision": revision})
     else:
@@ -110,8 +122,9 @@ def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) ->
     tenants = [ctx.settings.tenant(n) for n in tenant] if tenant else ctx.settings.tenants
     if not tenants:
         _fail(f"{ctx.settings.path}: no [[tenants]] configured", code=2)
-    engine = ctx.engine
-    db.upgrade(engine)
+    for configured in tenants:
+        require_secrets(configured.read)  # all missing credentials before any tenant runs
+    engine = ctx.migrated_engine()
     summaries = []
     for configured in tenants:
         summary = discover_with_progress(engine, configured, ctx.clock)
@@ -122,14 +135,24 @@ def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) ->
         _emit_json([s.as_dict() for s in summaries])
     else:
         for s in summaries:
-            kinds = ", ".join(f"{n} {k}" for k, n in s.by_kind.items()) or "none"
-            line = (
-                f"{s.tenant}: {s.status}; {s.principals_seen} principals ({kinds}); "
-                f"{s.new} new, {s.deleted} deleted, {s.skipped} malformed records skipped"
-            )
-            typer.echo(line + (f"; error: {s.error}" if s.error else ""))
+            typer.echo(sync_line(s))
     if any(s.error for s in summaries):
         raise typer.Exit(1)
+
+
+def sync_line(s: SyncSummary) -> str:
+    """One tenant's discovery in a line; a delta run says what changed, not a total."""
+    if s.status == "complete" and not s.full:
+        return (
+            f"{s.tenant}: delta: {s.principals_seen} changed, {s.deleted} removed "
+            f"({s.new} new); {s.skipped} malformed records skipped"
+        )
+    kinds = ", ".join(f"{n} {k}" for k, n in s.by_kind.items()) or "none"
+    line = (
+        f"{s.tenant}: {s.status}; {s.principals_seen} principals ({kinds}); "
+        f"{s.new} new, {s.deleted} deleted, {s.skipped} malformed records skipped"
+    )
+    return line + (f"; error: {s.error}" if s.error else "")
 
 
 @app.command()
@@ -186,21 +209,31 @@ def audit_verify(output: FormatOption = Format.TEXT) -> None:
 
 @app.command()
 def owners(tenant: TenantOption = None, output: FormatOption = Format.TEXT) -> None:
-    """Score risk and resolve an accountable, active owner for every principal."""
+    """Score risk and resolve an accountable, active owner for every principal.
+
+    Exit 1 when a catalog manifest is rejected: each problem is named, and the apps it may
+    be about keep their previous owners until it is fixed."""
     from recert.analysis import analyze
+    from recert.catalog import load_catalog
 
     ctx = _context()
-    results = analyze(ctx.engine, ctx.settings, ctx.clock, tenant)
+    catalog = load_catalog(ctx.settings.catalog_dir)
+    results = analyze(ctx.engine, ctx.settings, ctx.clock, tenant, catalog)
+    for problem in catalog.problems:
+        typer.echo(f"recert: catalog: {problem}", err=True)
     if output is Format.JSON:
         _emit_json(results)
-        return
+        results = []
     for r in results:
         reasons = ", ".join(f"{n} {k}" for k, n in r["orphan_reasons"].items())
         typer.echo(
             f"{r['tenant']}: {r['owned']} owned, {r['orphaned']} orphaned"
             + (f" ({reasons})" if reasons else "")
             + f", {r['not_reviewed']} platform-owned or managed; {r['changed']} changed"
+            + (f"; {r['held']} kept their previous owner (catalog problem)" if r["held"] else "")
         )
+    if catalog.problems:
+        raise typer.Exit(1)
 
 
 @campaign_app.command("open")
@@ -216,15 +249,17 @@ def campaign_open(
     output: FormatOption = Format.TEXT,
 ) -> None:
     """Open a review campaign: one review item per in-scope principal (safe to re-run)."""
-    from recert.campaigns import open_campaign
+    from recert.campaigns import NothingToReview, open_campaign
 
     ctx = _context()
-    engine = ctx.engine
-    db.upgrade(engine)
-    with db.session_scope(engine) as session:
-        summary = open_campaign(
-            session, ctx.settings, ctx.clock, name=name, tenants=tenant, kinds=kind, risks=risk
-        )
+    engine = ctx.migrated_engine()
+    try:
+        with db.session_scope(engine) as session:
+            summary = open_campaign(
+                session, ctx.settings, ctx.clock, name=name, tenants=tenant, kinds=kind, risks=risk
+            )
+    except NothingToReview as nothing:
+        _fail(str(nothing))
     if output is Format.JSON:
         _emit_json(summary.as_dict())
         return
@@ -498,6 +533,7 @@ def web(
     the IAM report pages and, with [web.oidc], the IAM console at /console.
 
     Migrates the database first. Needs web.secret_key_env (or _file) to check the links.
+    Logs each request (uvicorn's access log), with the link tokens in paths redacted.
     """
     import socket
     from urllib.parse import urlsplit
@@ -505,10 +541,10 @@ def web(
     import uvicorn
 
     from recert.web import create_app
+    from recert.web.access_log import log_requests
 
     ctx = _context()
-    engine = ctx.engine
-    db.upgrade(engine)
+    engine = ctx.migrated_engine()
     site = create_app(ctx.settings, engine, ctx.clock)
     port = port or urlsplit(ctx.settings.web.base_url).port or 8000
     # Bound before announcing: once the line is printed, connections are accepted.
@@ -517,6 +553,7 @@ def web(
     console = f"; IAM console at {base}/console" if ctx.settings.web.oidc else ""
     typer.echo(f"recert web: serving on http://{host}:{port} (links use {base}){console}")
     server = uvicorn.Server(uvicorn.Config(site, log_level="warning", server_header=False))
+    log_requests()  # after uvicorn's logging setup, which the Config just applied
     server.run(sockets=[listener])
 
 
@@ -535,8 +572,11 @@ def demo(
 
     target = directory or demo_run.default_directory()
     typer.echo(f"recert demo: writing everything to {target}", err=True)
-    result = demo_run.run(target.resolve(), keep_running=keep_running)
-    typer.echo(demo_run.describe(result))
+    demo_run.run(
+        target.resolve(),
+        keep_running=keep_running,
+        on_summary=lambda result: typer.echo(demo_run.describe(result)),
+    )
 
 
 def main() -> None:
@@ -545,3 +585,10 @@ def main() -> None:
     except (ConfigError, ClockError) as error:
         typer.echo(f"recert: {error}", err=True)
         sys.exit(2)
+    except db.DatabaseError as error:
+        typer.echo(f"recert: {error}", err=True)
+        sys.exit(error.exit_code)
+    except OperationalError as error:  # the database went away in the middle of a command
+        reason = str(error.orig or error).strip().splitlines()[0]
+        typer.echo(f"recert: database error: {reason}", err=True)
+        sys.exit(1)

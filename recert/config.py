@@ -1,9 +1,11 @@
 """The one TOML config file, validated into typed settings.
 
 Secrets are never inline: a key ending in `_env` names an environment variable and one
-ending in `_file` names a file; both resolve into the key without the suffix before
-validation (`api_token_env` -> `api_token`). Every problem is reported as one line that
-names the file, the key and what is wrong.
+ending in `_file` names a file; both become the key without the suffix (`api_token_env`
+-> `api_token`). Loading checks every key, type and path but reads no secret: a secret
+field holds a `SecretReference`, read when a command uses it, so reading a report needs
+no provider token. Every problem, at load or at use, is reported as one line that names
+the file, the key and what is wrong.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.settings import SETTINGS_BY_KIND, TenantSettings, settings_for
+from connectors.settings import SETTINGS_BY_KIND, SecretReference, TenantSettings, settings_for
 
 DEFAULT_CONFIG = "recert.toml"
 EnforcementMode = Literal["off", "dry-run", "enforce"]
@@ -41,6 +44,8 @@ _CREDENTIAL_KEYS = {
 }
 _NOT_SECRETS = {"ca_bundle"}  # path-valued keys that are not secret references
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# One mailbox; no line breaks or spaces (it goes into mail headers).
+Mailbox = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
 
 
 class ConfigError(Exception):
@@ -135,11 +140,20 @@ def _default_cadence() -> dict[RiskLevel, int]:
     return {"high": 90, "medium": 180, "low": 365}
 
 
+def _every_tier(cadence: dict[RiskLevel, int]) -> dict[RiskLevel, int]:
+    missing = [tier for tier in ("high", "medium", "low") if tier not in cadence]
+    if missing:
+        raise ValueError(f"must set high, medium and low (missing {', '.join(missing)})")
+    return cadence
+
+
 class RiskSettings(_Table):
     stale_days: int = Field(default=90, ge=1)
     max_secret_days: int = Field(default=365, ge=1)  # longer-lived secrets are a risk
     # How often each risk tier is reviewed.
-    review_cadence_days: dict[RiskLevel, int] = Field(default_factory=_default_cadence)
+    review_cadence_days: Annotated[
+        dict[RiskLevel, Annotated[int, Field(gt=0)]], AfterValidator(_every_tier)
+    ] = Field(default_factory=_default_cadence)
 
 
 class OwnerRule(_Table):
@@ -187,7 +201,7 @@ class Settings(BaseModel):
     path: Path
     tenants: tuple[Tenant, ...] = ()
     catalog_dir: Path | None = None
-    iam_email: str = "iam@localhost"
+    iam_email: Mailbox = "iam@localhost"
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
     web: WebSettings = WebSettings()
@@ -206,6 +220,7 @@ class Settings(BaseModel):
         return self.web.secret_key.get_secret_value().encode("utf-8")
 
     def tenant(self, name: str) -> Tenant:
+        """The configured tenant; its secrets are read only when its settings are used."""
         for tenant in self.tenants:
             if tenant.name == name:
                 return tenant
@@ -269,15 +284,16 @@ def _parse(path: Path, document: dict[str, Any], env: Mapping[str, str]) -> Sett
     values: dict[str, Any] = {"path": path}
     for key, model in _TABLES.items():
         if key in document:
-            table = _resolve_secrets(path, key, _as_table(path, key, document[key]), env, base)
+            table = _as_table(path, key, document[key])
+            table = _resolve_secrets(path, key, table, env, base, model)
             if key == "web" and "oidc" in table:  # the one nested table with secrets
                 oidc = _as_table(path, "web.oidc", table["oidc"])
-                table["oidc"] = _resolve_secrets(path, "web.oidc", oidc, env, base)
+                table["oidc"] = _resolve_secrets(path, "web.oidc", oidc, env, base, OidcSettings)
             values[key] = _validate(path, key, model, table)
     if "catalog_dir" in document:
-        values["catalog_dir"] = base / str(document["catalog_dir"])
+        values["catalog_dir"] = _catalog_dir(path, base, document["catalog_dir"])
     if "iam_email" in document:
-        values["iam_email"] = str(document["iam_email"])
+        values["iam_email"] = document["iam_email"]
     rules = document.get("owner_rules", [])
     if not isinstance(rules, list):
         raise ConfigError(path, "owner_rules", "must be an array of tables ([[owner_rules]])")
@@ -293,7 +309,19 @@ def _parse(path: Path, document: dict[str, Any], env: Mapping[str, str]) -> Sett
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(path, "tenants", f"duplicate tenant name {duplicates[0]!r}")
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        raise _first_error(path, "", error) from None
+
+
+def _catalog_dir(path: Path, base: Path, value: Any) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(path, "catalog_dir", "must be a folder path (a string)")
+    folder = base / value
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(path, "catalog_dir", f"{folder} is not a folder")
+    return folder
 
 
 def _tenant(path: Path, index: int, raw: Any, env: Mapping[str, str], base: Path) -> Tenant:
@@ -309,13 +337,14 @@ def _tenant(path: Path, index: int, raw: Any, env: Mapping[str, str], base: Path
     enforce = table.get("enforce")
     connector_values = {k: v for k, v in table.items() if k not in _TENANT_KEYS}
     connector_values["name"] = table["name"]
-    resolved = _resolve_secrets(path, where, connector_values, env, base)
+    model = SETTINGS_BY_KIND[kind]
+    resolved = _resolve_secrets(path, where, connector_values, env, base, model)
     read = _connector_settings(path, where, kind, resolved)
     write = None
     if enforce is not None:
         enforce_where = f"{where}.enforce"
         enforce_values = _resolve_secrets(
-            path, enforce_where, _as_table(path, enforce_where, enforce), env, base
+            path, enforce_where, _as_table(path, enforce_where, enforce), env, base, model
         )
         shared = {k: v for k, v in resolved.items() if k not in _CREDENTIAL_KEYS[kind]}
         write = _connector_settings(path, enforce_where, kind, {**shared, **enforce_values})
@@ -336,28 +365,69 @@ def _connector_settings(
 
 
 def _resolve_secrets(
-    path: Path, where: str, table: dict[str, Any], env: Mapping[str, str], base: Path
+    path: Path,
+    where: str,
+    table: dict[str, Any],
+    env: Mapping[str, str],
+    base: Path,
+    model: type[BaseModel],
 ) -> dict[str, Any]:
-    """Turn `X_env` / `X_file` references into `X` values; path keys stay paths."""
+    """Turn `X_env` / `X_file` keys into `X`: a reference, read when used, for a secret
+    field; the value, read now, for any other field. Path keys become absolute paths."""
     resolved: dict[str, Any] = {}
     for key, value in table.items():
         if key in _NOT_SECRETS:
-            resolved[key] = str(base / str(value))
-        elif key.endswith("_env"):
-            name = str(value)
-            if not env.get(name):
-                raise ConfigError(path, f"{where}.{key}", f"environment variable {name} is unset")
-            resolved[key.removesuffix("_env")] = env[name]
-        elif key.endswith("_file"):
-            secret_path = base / str(value)
-            try:
-                resolved[key.removesuffix("_file")] = secret_path.read_text(encoding="utf-8")
-            except OSError as error:
-                problem = f"cannot read {secret_path}: {error.strerror or error}"
-                raise ConfigError(path, f"{where}.{key}", problem) from None
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(path, f"{where}.{key}", "must be a file path (a string)")
+            resolved[key] = str(base / value)
+        elif key.endswith(("_env", "_file")):
+            target = key.rsplit("_", 1)[0]
+            reference = _reference(path, f"{where}.{key}", value, env, base)
+            field = model.model_fields.get(target)
+            if field is None or SecretStr in (field.annotation, *get_args(field.annotation)):
+                resolved[target] = reference  # an unknown key is reported by validation
+            else:
+                resolved[target] = reference.get_secret_value()
         else:
             resolved[key] = value
     return resolved
+
+
+def _reference(
+    path: Path, key: str, value: Any, env: Mapping[str, str], base: Path
+) -> SecretReference:
+    """A secret read only when used; reading it fails with this config's one line."""
+    if not isinstance(value, str) or not value.strip():
+        what = "an environment variable" if key.endswith("_env") else "a file"
+        raise ConfigError(path, key, f"must name {what} (a string)")
+    if key.endswith("_env"):
+
+        def from_environment() -> str:
+            secret = env.get(value)
+            if not secret:
+                raise ConfigError(path, key, f"environment variable {value} is unset")
+            return secret
+
+        return SecretReference(f"environment variable {value}", from_environment)
+    secret_path = base / value
+
+    def from_file() -> str:
+        try:
+            return secret_path.read_text(encoding="utf-8")
+        except OSError as error:
+            problem = f"cannot read {secret_path}: {error.strerror or error}"
+            raise ConfigError(path, key, problem) from None
+
+    return SecretReference(f"file {secret_path}", from_file)
+
+
+def require_secrets(settings: BaseModel) -> None:
+    """Read every secret `settings` names now, so a missing one stops a command before it
+    starts any work (and records nothing half done)."""
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value.get_secret_value()
 
 
 def _validate(path: Path, where: str, model: type[_Table], table: dict[str, Any]) -> Any:
@@ -376,12 +446,14 @@ def _as_table(path: Path, where: str, value: Any) -> dict[str, Any]:
 def _first_error(path: Path, where: str, error: ValidationError) -> ConfigError:
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
-    key = f"{where}.{location}" if location else where
-    message = first["msg"]
+    key = ".".join(part for part in (where, location) if part)
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     elif first["type"] == "missing":
         message = "missing"
+    elif first["type"] == "string_pattern_mismatch":
+        message = "must be an email address"
     return ConfigError(path, key, message)
 
 

@@ -2,13 +2,16 @@
 
 Each decision is one small operation: lock the item, check it is this reviewer's and
 still open, record the decision, write the audit event. Hand-overs and "not mine" move
-the item to its new reviewer, whose request the next `notify` run sends.
+the item to its new reviewer, whose request the next `notify` run sends. The same form
+sent twice (a double click, a resubmit) records one decision. An item that is not the
+reviewer's is refused exactly like one that does not exist.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from recert import audit
@@ -20,6 +23,7 @@ from recert.models import Campaign, Decision, Grant, Person, Principal, ReviewIt
 ACTIONS = ("keep", "reduce", "revoke", "reassign", "not_mine")
 NEEDS_JUSTIFICATION = {"keep", "reduce"}
 MAX_JUSTIFICATION = 2000
+NOT_YOURS = "This app is not part of your review."
 
 
 class DecisionRefused(Exception):
@@ -44,16 +48,28 @@ def decide(
     item_id: int,
     request: DecisionRequest,
 ) -> Decision:
-    item = session.exec(
-        select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
-    ).first()
+    # A no-op UPDATE first: it locks the row on PostgreSQL and takes SQLite's write lock,
+    # so a second submission of the same form waits, then sees the first one's decision.
+    session.execute(
+        update(ReviewItem)
+        .where(col(ReviewItem.id) == item_id)
+        .values(status=col(ReviewItem.status))
+    )
+    item = session.exec(select(ReviewItem).where(ReviewItem.id == item_id)).first()
     _check_open(session, clock, link, item)
     assert item is not None
+    justification = _justification(request)
+    repeated = _same_as_latest(session, item, link, request, justification)
+    if repeated is not None:
+        return repeated
+    if item.reviewer_email != link.reviewer.lower():
+        raise DecisionRefused(NOT_YOURS)
     principal = session.get(Principal, item.principal_id)
     assert principal is not None
-    justification = _justification(request)
     dropped = _dropped_grants(session, principal, request)
     new_owner = _move(session, settings, item, principal, request)
+    if new_owner:
+        item.escalated_at = None  # in new hands: IAM is told again if it comes back
     decision = Decision(
         review_item_id=item.id or 0,
         action=request.action,
@@ -92,12 +108,33 @@ def decide(
 
 def _check_open(session: Session, clock: Clock, link: ReviewLink, item: ReviewItem | None) -> None:
     if item is None or item.campaign_id != link.campaign_id:
-        raise DecisionRefused("This app is not part of your review.")
-    if item.reviewer_email != link.reviewer.lower():
-        raise DecisionRefused("This app is now reviewed by someone else.")
+        raise DecisionRefused(NOT_YOURS)
     campaign = session.get(Campaign, link.campaign_id)
     if campaign is None or campaign.closed_at is not None or clock.now() >= item.due_at:
         raise DecisionRefused("This review has closed; decisions can no longer be changed.")
+
+
+def _same_as_latest(
+    session: Session,
+    item: ReviewItem,
+    link: ReviewLink,
+    request: DecisionRequest,
+    justification: str,
+) -> Decision | None:
+    """The reviewer's latest decision on the item when this request repeats it exactly."""
+    latest = latest_decisions(session, [item.id or 0]).get(item.id or 0)
+    if latest is None or latest.decided_by.lower() != link.reviewer.lower():
+        return None
+    same = (
+        latest.action == request.action
+        and latest.justification == justification
+        and sorted(latest.dropped_grant_ids) == sorted(set(request.dropped))
+        and (
+            request.action != "reassign"
+            or latest.new_owner_email == (request.new_owner or "").strip().lower()
+        )
+    )
+    return latest if same else None
 
 
 def _justification(request: DecisionRequest) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -151,7 +152,14 @@ def _write_config(directory: Path, tenants: SandboxTenants, smtp: tuple[str, int
 DEMO_SIZES = Sizes()
 
 
-def run(directory: Path, keep_running: bool = False, sizes: Sizes = DEMO_SIZES) -> DemoResult:
+def run(
+    directory: Path,
+    keep_running: bool = False,
+    sizes: Sizes = DEMO_SIZES,
+    on_summary: Callable[[DemoResult], None] | None = None,
+) -> DemoResult:
+    """The whole pipeline; `on_summary` gets the result as soon as it is known (with
+    --keep-running, before the tenants are kept up)."""
     directory.mkdir(parents=True, exist_ok=True)
     clock = clock_from_env()
     with (
@@ -166,6 +174,8 @@ def run(directory: Path, keep_running: bool = False, sizes: Sizes = DEMO_SIZES) 
         result.summary["emails_sent"] = drop.count
         result.summary["mail_dir"] = str(directory / "mail")
         (directory / "summary.json").write_text(json.dumps(result.summary, indent=2))
+        if on_summary:
+            on_summary(result)
         if keep_running:
             _wait_for_interrupt(config, tenants)
     return result
@@ -196,7 +206,8 @@ def _pipeline(settings: Settings, clock: Clock, directory: Path) -> dict[str, An
     with Session(engine) as session:
         entries = inventory(session)
         reviewers = len(items_by_reviewer(session, campaign.campaign_id))
-    result = _summary(entries, discovered, owners, paths, settings)
+        orphaned = reports.orphans(session, settings, clock.now())
+    result = _summary(entries, orphaned, discovered, owners, paths, settings)
     result["campaign"] = {**campaign.as_dict(), "reviewers_emailed": reviewers}
     result["outbox"] = sent.as_dict()
     result["credential_expiry"] = expiry.as_dict()
@@ -234,6 +245,7 @@ def _reports(engine: Any, settings: Settings, clock: Clock, directory: Path) -> 
 
 def _summary(
     entries: list[dict[str, Any]],
+    orphaned: list[dict[str, Any]],
     discovered: list[dict[str, Any]],
     owners: list[dict[str, Any]],
     paths: dict[str, str],
@@ -243,6 +255,7 @@ def _summary(
     for entry in entries:
         by_tenant.setdefault(entry["tenant"], Counter())[entry["kind"]] += 1
     reviewable = [e for e in entries if not e["platform_owned"] and e["kind"] != "managed_identity"]
+    orphans = {(o["tenant"], o["external_id"]) for o in orphaned}
     rank = {"high": 0, "medium": 1, "low": 2}
     risky = sorted(
         (e for e in reviewable if e["risk"] == "high"),
@@ -251,8 +264,11 @@ def _summary(
     return {
         "principals": len(entries),
         "by_tenant": {t: dict(sorted(c.items())) for t, c in sorted(by_tenant.items())},
-        "owned": sum(1 for e in reviewable if e["owners"]),
-        "orphaned": sum(1 for e in reviewable if e["orphan_reason"]),
+        "owned": sum(
+            1 for e in reviewable if e["owners"] and (e["tenant"], e["external_id"]) not in orphans
+        ),
+        "orphaned": len(orphaned),  # the orphan report's set, as the IAM emails count it
+        "orphan_reasons": dict(Counter(o["reason"] for o in orphaned).most_common()),
         "platform_owned": sum(1 for e in entries if e["platform_owned"]),
         "managed_identities": sum(1 for e in entries if e["kind"] == "managed_identity"),
         "malformed_skipped": sum(d["skipped"] for d in discovered),
@@ -272,13 +288,23 @@ def _summary(
     }
 
 
+def recert_command() -> str:
+    """How to run this `recert` from any shell, with or without the venv activated."""
+    script = Path(sys.argv[0])
+    if script.name == "recert" and script.is_file():
+        return str(script.resolve())
+    beside = Path(sys.executable).parent / "recert"  # the venv's console script
+    return str(beside) if beside.is_file() else f"{sys.executable} -m recert"
+
+
 def _wait_for_interrupt(config: Path, tenants: SandboxTenants) -> None:
     urls = ", ".join(f"{name} {server.url}" for name, server in tenants.servers.items())
+    recert = recert_command()
     print(f"\nEmulated tenants are up ({urls}).", flush=True)
-    print(f"In another terminal: RECERT_CONFIG={config} recert discover", flush=True)
+    print(f"In another terminal: RECERT_CONFIG={config} {recert} discover", flush=True)
     admin = tenants.oidc.active_logins()[0]
     print(
-        f"IAM console: RECERT_CONFIG={config} recert web, then open {WEB_URL}/console and "
+        f"IAM console: RECERT_CONFIG={config} {recert} web, then open {WEB_URL}/console and "
         f"sign in as {admin} with password {tenants.oidc.password}",
         flush=True,
     )
@@ -305,6 +331,9 @@ def describe(result: DemoResult) -> str:
         f"   managed identities: {s['managed_identities']}"
         f"   malformed records skipped: {s['malformed_skipped']}"
     )
+    if s["orphan_reasons"]:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in s["orphan_reasons"].items())
+        lines.append(f"Orphaned, by reason: {reasons}")
     if s["top_risky"]:
         lines.append("Top risky apps:")
         for app in s["top_risky"]:
@@ -312,7 +341,7 @@ def describe(result: DemoResult) -> str:
             lines.append(f"  [{app['tenant']}] {name}: {'; '.join(app['reasons'])}")
     campaign = s["campaign"]
     lines.append(
-        f"Campaign {campaign['name']!r}: {campaign['items']} apps to review; "
+        f"Campaign {campaign['name']!r}: {campaign['apps']} apps to review; "
         f"{campaign['reviewers_emailed']} reviewers emailed ({campaign['to_iam']} orphaned apps "
         f"went to the IAM team); due {campaign['due_at'][:10]}"
     )
@@ -330,18 +359,30 @@ def describe(result: DemoResult) -> str:
         lines.append(f"  example email   {mail}")
     lines.append(f"  evidence bundle {s['evidence']['path']} (verified)")
     lines.append(f"  config          {result.config}")
-    lines.append("Explore the same data:")
-    lines.append(f"  RECERT_CONFIG={result.config} recert inventory --format json")
-    lines.append(f"  RECERT_CONFIG={result.config} recert report orphans --format csv")
-    lines.append(f"  RECERT_CONFIG={result.config} recert campaign status")
-    lines.append(f"  RECERT_CONFIG={result.config} recert web   (then open a link from an email)")
-    lines.append(f"  RECERT_CONFIG={result.config} recert audit verify")
-    lines.append(f"  RECERT_CONFIG={result.config} recert evidence verify {s['evidence']['path']}")
+    run = f"RECERT_CONFIG={result.config} {recert_command()}"
+    lines.append("Explore the same data (no venv to activate):")
+    lines.append(f"  {run} inventory --format json")
+    lines.append(f"  {run} report orphans --format csv")
+    lines.append(f"  {run} campaign status")
+    lines.append(f"  {run} audit verify")
+    lines.append(f"  {run} evidence verify {s['evidence']['path']}")
+    lines.append("Answer a review as an owner would: serve the review pages, then open a link:")
+    lines.append(f"  {run} web")
+    link = review_link(mail) if mail else None
+    if link:
+        lines.append(f"  {link}")
     lines.append(
         "IAM console: run `recert demo --keep-running`, then `recert web` with its config and "
         f"open {WEB_URL}/console to sign in through the emulated Okta org"
     )
     return "\n".join(lines)
+
+
+def review_link(path: Path) -> str | None:
+    """The signed review link of a digest email, as its reader would click it."""
+    body = read_mail(path).get_body(("plain",))
+    text = body.get_content() if body else ""
+    return next((word for word in text.split() if "/review/" in word), None)
 
 
 def default_directory() -> Path:

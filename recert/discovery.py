@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import StatementError
 from sqlmodel import select
 
 from connectors import open_connector
 from connectors.base import Checkpoint, Connector, ConnectorError, Page
 from recert import audit
 from recert.clock import Clock
-from recert.config import Tenant
+from recert.config import Tenant, require_secrets
 from recert.db import session_scope
 from recert.models import SyncRun, SyncStatus
 from recert.models import Tenant as TenantRow
@@ -30,6 +31,19 @@ log = logging.getLogger(__name__)
 
 PageCallback = Callable[[str, Page], None]
 ConnectorFactory = Callable[[Tenant], Connector]
+MAX_ERROR_CHARS = 500  # what a run and its audit event keep of an error
+
+
+def error_text(error: BaseException) -> str:
+    """One short line about a failure, fit to store: for a database error only the
+    driver's first line (never the statement or its values, which hold other apps' data)."""
+    if isinstance(error, StatementError) and error.orig is not None:
+        first = (str(error.orig).strip().splitlines() or [""])[0]
+        text = f"the database refused a page: {type(error.orig).__name__}: {first}"
+    else:
+        text = str(error) or type(error).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 @dataclass
@@ -81,7 +95,13 @@ def discover_tenant(
     connector: Connector | None = None,
     on_page: PageCallback | None = None,
 ) -> SyncSummary:
-    """One sync run for one tenant. A failed run is recorded and marks nothing deleted."""
+    """One sync run for one tenant. A failed run is recorded and marks nothing deleted.
+
+    A read credential the config names but cannot provide is a config error, raised
+    before any run is recorded.
+    """
+    if connector is None:
+        require_secrets(tenant.read)
     return asyncio.run(_discover(engine, tenant, clock, connector, on_page))
 
 
@@ -112,8 +132,10 @@ async def _discover(
             with session_scope(engine) as session:
                 loader = _loader(session, tenant, tenant_id, run_id, started)
                 loader.load(page)
+                _audit_returned(session, clock, tenant, run_id, loader.returned)
             summary.pages += 1
             summary.skipped += loader.skipped
+            summary.deleted += loader.removed
             kinds.update((p.external_id, p.kind.value) for p in page.principals)
             summary.principals_seen = len(kinds)
             checkpoint = page.checkpoint or checkpoint
@@ -124,7 +146,7 @@ async def _discover(
     except Exception as error:  # any failure ends the run as failed, sweeping nothing
         if not isinstance(error, ConnectorError):
             log.exception("tenant %s: discovery crashed", tenant.name)
-        summary.error = str(error) or type(error).__name__
+        summary.error = error_text(error)
         _finish_failed(engine, tenant, run_id, clock, summary)
         return summary
     finally:
@@ -159,7 +181,7 @@ def _finish_complete(
         loader = _loader(session, tenant, tenant_id, run_id, started)
         gone = loader.sweep(checkpoint.full)
         summary.status, summary.full = SyncStatus.COMPLETE, checkpoint.full
-        summary.deleted, summary.new = len(gone), loader.count_new()
+        summary.deleted, summary.new = summary.deleted + len(gone), loader.count_new()
         run = session.get(SyncRun, run_id)
         row = session.get(TenantRow, tenant_id)
         assert run is not None
@@ -188,6 +210,22 @@ def _finish_complete(
             subject_id=str(run_id),
             tenant=tenant.name,
             data=summary.as_dict(),
+        )
+
+
+def _audit_returned(
+    session: Any, clock: Clock, tenant: Tenant, run_id: int, returned: list[str]
+) -> None:
+    for external_id in returned:
+        audit.append(
+            session,
+            clock,
+            actor="recert",
+            action="principal.returned",
+            subject_type="principal",
+            subject_id=external_id,
+            tenant=tenant.name,
+            data={"sync_run": run_id, "reason": "seen again after it was marked deleted"},
         )
 
 

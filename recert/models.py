@@ -196,6 +196,9 @@ class ReviewItem(SQLModel, table=True):
     # A user-consented app: "" is the app as a whole; a person's external id is the review
     # of that person's own consent (reviewed by them).
     consenting_user: str = ""
+    # When an IAM escalation email listed it; reset whenever the item changes hands, so
+    # the IAM team's daily digest lists only what reached it since its last email.
+    escalated_at: datetime | None = _when()
 
 
 class Decision(SQLModel, table=True):

@@ -4,11 +4,12 @@ recipient); a sender claims rows one at a time, sends over SMTP and records the 
 Running notify twice, or two senders at once, never sends an email twice: a row is
 inserted once per key, and a claim is one conditional UPDATE that only one sender wins.
 A permanent refusal at RCPT is a hard bounce: that owner's items go to the IAM team.
+The IAM team's first escalation lists every orphan of the campaign; after it, at most one
+digest a day lists only the apps that reached the team since its last email.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from dataclasses import asdict, dataclass
@@ -165,15 +166,18 @@ def _enqueue(
     suffix: str = "",
 ) -> int:
     key = f"campaign:{campaign.id}:{kind}:{reviewer}" + (f":{suffix}" if suffix else "")
-    if kind == "orphan_escalation":  # items reach IAM over time: a new set, a new email
-        digest_of = ",".join(str(i.id) for i in items)
-        key += ":" + hashlib.sha256(digest_of.encode()).hexdigest()[:16]
-    if session.exec(select(OutboxEmail.id).where(OutboxEmail.idempotency_key == key)).first():
+    title = campaign.name
+    if kind == "orphan_escalation":
+        changes = _orphan_changes(session, campaign, reviewer, items, now)
+        if changes is None:
+            return 0
+        key, items, title = changes
+    if _queued(session, key):
         return 0
     link = ReviewLink(campaign.id or 0, reviewer, campaign.due_at)
     digest = mail.Digest(
         kind=kind,
-        campaign=campaign.name,
+        campaign=title,
         recipient_email=reviewer,
         recipient_name=_person_name(session, reviewer),
         apps=tuple(_app_summaries(session, items, reviewer)),
@@ -185,6 +189,38 @@ def _enqueue(
     cc = _manager_of(session, reviewer) if kind == "final_warning" else ()
     message = mail.render(digest, from_address=settings.smtp.from_address, cc=cc)
     return _insert(session, key, kind, reviewer, cc, message, campaign.id, now)
+
+
+def _orphan_changes(
+    session: Session,
+    campaign: Campaign,
+    reviewer: str,
+    pending: list[ReviewItem],
+    now: datetime,
+) -> tuple[str, list[ReviewItem], str] | None:
+    """(key, items, title) of the IAM escalation due now: every pending item the first
+    time; after that, at most once a day, only the items no escalation has listed since
+    they reached IAM. The listed items are marked in the transaction that queues it."""
+    key = f"campaign:{campaign.id}:orphan_escalation:{reviewer}"
+    arrived = [item for item in pending if item.escalated_at is None]
+    if not arrived:
+        return None
+    title = campaign.name
+    if _queued(session, key):
+        key, title = f"{key}:{now:%Y-%m-%d}", f"{campaign.name}, since the last orphan email"
+        if _queued(session, key):
+            return None
+    for item in arrived:
+        item.escalated_at = now
+        session.add(item)
+    return key, arrived, title
+
+
+def _queued(session: Session, key: str) -> bool:
+    return (
+        session.exec(select(OutboxEmail.id).where(OutboxEmail.idempotency_key == key)).first()
+        is not None
+    )
 
 
 def _insert(
@@ -252,8 +288,14 @@ def _manager_of(session: Session, email: str) -> tuple[str, ...]:
 
 
 def _app_summaries(
-    session: Session, items: list[ReviewItem], reviewer: str
+    session: Session,
+    items: list[ReviewItem],
+    reviewer: str,
+    orphan_reasons: dict[int, str] | None = None,
 ) -> list[mail.AppSummary]:
+    """One summary per app, however many of its review items the reviewer holds."""
+    by_app = {item.principal_id: item for item in reversed(items)}  # the first item wins
+    items = [item for item in items if by_app[item.principal_id] is item]
     return [
         mail.AppSummary(
             provider=wording.PROVIDERS.get(c.tenant.kind, c.tenant.kind),
@@ -265,11 +307,12 @@ def _app_summaries(
             credentials=tuple(mail.CredentialInfo(x.type, x.expires_at) for x in c.credentials),
             last_used_at=c.principal.last_used_at,
             activity_known_since=c.principal.activity_window_start,
-            owner_reason=_owner_reason(c.owners, c.item, reviewer),
+            owner_reason=_owner_reason(session, c.owners, c.item, reviewer),
             risk=c.principal.risk,
             risk_reasons=tuple(c.principal.risk_reasons),
             reversible=c.principal.kind != "third_party_app",
-            orphan_reason=_orphan_reason(c.owners, c.item),
+            orphan_reason=(orphan_reasons or {}).get(c.principal.id or 0)
+            or _orphan_reason(c.owners, c.item),
         )
         for c in item_contexts(session, items)
     ]
@@ -277,10 +320,8 @@ def _app_summaries(
 
 def _orphan_reason(owners: list[Ownership], item: ReviewItem) -> str | None:
     """Why IAM reviews it: a hand-back or a bounce, else the owner resolution's reason."""
-    moved = {"not_mine": "not_mine", "bounced": "owner_unreachable"}
-    if item.owner_source in moved:
-        return moved[item.owner_source]
-    return next((o.orphan_reason for o in owners if o.orphan_reason), None)
+    found = reports.orphan_reason(owners, item.owner_source)
+    return found[0] if found else None
 
 
 def _permission(grant: Grant) -> mail.Permission:
@@ -293,9 +334,11 @@ def _permission(grant: Grant) -> mail.Permission:
     )
 
 
-def _owner_reason(owners: list[Ownership], item: ReviewItem, reviewer: str) -> str:
+def _owner_reason(
+    session: Session, owners: list[Ownership], item: ReviewItem, reviewer: str
+) -> str:
     if item.owner_source == "reassigned":
-        return "the previous owner handed this app to you"
+        return f"{_handed_over_by(session, item, reviewer)} handed this app over to you"
     if item.owner_source == "not_mine":
         return "its owner said it is not theirs: the IAM team decides"
     if item.consenting_user:
@@ -305,6 +348,23 @@ def _owner_reason(owners: list[Ownership], item: ReviewItem, reviewer: str) -> s
             return owner.evidence
     orphan = next((o for o in owners if o.orphan_reason), None)
     return f"no accountable owner: {orphan.evidence}" if orphan else item.owner_source
+
+
+def _handed_over_by(session: Session, item: ReviewItem, reviewer: str) -> str:
+    """Who handed the item to `reviewer`: "Ann Active (ann@acme.com)"."""
+    giver = session.exec(
+        select(Decision.decided_by)
+        .where(
+            Decision.review_item_id == item.id,
+            Decision.action == "reassign",
+            col(Decision.new_owner_email) == reviewer,
+        )
+        .order_by(col(Decision.decided_at).desc(), col(Decision.id).desc())
+    ).first()
+    if giver is None:
+        return "The previous owner"
+    name = _person_name(session, giver)
+    return f"{name} ({giver})" if name else giver
 
 
 def queue_orphan_report(engine: Engine, settings: Settings, clock: Clock) -> int:
@@ -325,19 +385,19 @@ def queue_orphan_report(engine: Engine, settings: Settings, clock: Clock) -> int
                 col(Tenant.name).in_({r["tenant"] for r in orphaned}),
             )
         ).all()
-        wanted = {(r["tenant"], r["external_id"]) for r in orphaned}
         tenants = {t.id: t.name for t in session.exec(select(Tenant))}
+        ids = {(tenants[p.tenant_id], p.external_id): p.id or 0 for p in principals}
+        reasons = {ids[(r["tenant"], r["external_id"])]: r["reason"] for r in orphaned}
         items = [
-            ReviewItem(campaign_id=0, principal_id=p.id or 0, reviewer_email=recipient, due_at=now)
-            for p in principals
-            if (tenants[p.tenant_id], p.external_id) in wanted
+            ReviewItem(campaign_id=0, principal_id=pid, reviewer_email=recipient, due_at=now)
+            for pid in reasons  # in the report's order
         ]
         digest = mail.Digest(
             kind="orphan_report",
             campaign=f"Orphan report {year}-W{week:02d}",
             recipient_email=recipient,
             recipient_name=None,
-            apps=tuple(_app_summaries(session, items, recipient)),
+            apps=tuple(_app_summaries(session, items, recipient, reasons)),
             review_url=reports.report_url(settings, now),
             due_at=None,
             iam_contact=settings.iam_email,
@@ -459,6 +519,7 @@ def _escalate_bounced(engine: Engine, settings: Settings, clock: Clock, row: Out
         ).all()
         for item in items:
             item.reviewer_email, item.owner_source = iam, "bounced"
+            item.escalated_at = None
             session.add(item)
         audit.append(
             session,

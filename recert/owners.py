@@ -5,7 +5,8 @@ catalog manifest > IdP-native owners > creator (API token owner, audit log) > na
 rules. An owner must be an active person of the same tenant; one who left falls back to
 their manager; an owner that is itself an app is followed to its own owner (with a cycle
 guard). User-consented apps go to their catalog owner or else to the IAM team, never to
-an arbitrary consenting user. Re-running with nothing changed writes nothing.
+an arbitrary consenting user. Re-running with nothing changed writes nothing. While the
+catalog has a rejected manifest, the apps it may be about keep their stored owners.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Resolution:
     owners: tuple[Candidate, ...] = ()
     orphan_reason: str | None = None
     evidence: str = ""
+    held: bool = False  # the stored resolution, kept while the catalog is broken
 
 
 def needs_owner(principal: Principal) -> bool:
@@ -253,7 +255,8 @@ class TenantIndex:
                 manager.email or "",
                 "manager",
                 round(CONFIDENCE[source] * MANAGER_DISCOUNT, 3),
-                f"{evidence}; {person.display_name} left, so their manager {manager.display_name}",
+                f"{evidence}; {person.display_name} left, so their manager "
+                f"{manager.display_name} is accountable for it",
                 manager.id,
             )
         )
@@ -297,6 +300,7 @@ class OwnersSummary:
     not_reviewed: int = 0
     changed: int = 0
     orphan_reasons: dict[str, int] = field(default_factory=dict)
+    held: int = 0  # kept their stored owners: the catalog has a rejected manifest for them
 
 
 def resolve_tenant(
@@ -309,8 +313,11 @@ def resolve_tenant(
     reasons: dict[str, int] = defaultdict(int)
     for principal in index.principals.values():
         summary.principals += 1
+        stored = current.get(principal.id or 0, [])
         if needs_owner(principal):
-            resolution = index.resolve(principal)
+            held = _held_by_catalog(index, principal, stored)
+            resolution = _as_stored(stored) if held else index.resolve(principal)
+            summary.held += held
             if resolution.owners:
                 summary.owned += 1
             else:
@@ -319,12 +326,34 @@ def resolve_tenant(
         else:
             summary.not_reviewed += 1
             resolution = Resolution()
-        if _store(
-            session, principal, resolution, current.get(principal.id or 0, []), clock, tenant.name
+        if not resolution.held and _store(
+            session, principal, resolution, stored, clock, tenant.name
         ):
             summary.changed += 1
     summary.orphan_reasons = dict(sorted(reasons.items()))
     return summary
+
+
+def _held_by_catalog(index: TenantIndex, principal: Principal, stored: list[Ownership]) -> bool:
+    """A rejected manifest names it, or the manifest that made its owner no longer loads:
+    the stored owner stands until the catalog is fixed (a typo orphans nothing)."""
+    catalog = index.catalog
+    if not catalog.problems or not stored:
+        return False
+    ids = (principal.external_id, principal.app_id)
+    if catalog.rejected_for(index.name, ids):
+        return True
+    return any(o.source == "catalog" for o in stored) and catalog.match(index.name, ids) is None
+
+
+def _as_stored(stored: list[Ownership]) -> Resolution:
+    orphan = next((o for o in stored if o.orphan_reason), None)
+    if orphan:
+        return Resolution(orphan_reason=orphan.orphan_reason, evidence=orphan.evidence, held=True)
+    owners = tuple(
+        Candidate(o.email or "", o.source, o.confidence, o.evidence, o.person_id) for o in stored
+    )
+    return Resolution(owners=owners, held=True)
 
 
 def _rows(principal: Principal, resolution: Resolution, clock: Clock) -> list[Ownership]:

@@ -3,6 +3,12 @@
 Platform-owned apps and managed identities are never in these reports: nobody in the
 company can act on them. App names are attacker-controlled: HTML escapes them and CSV
 defuses spreadsheet formulas.
+
+`orphans` is the one orphan set: the report, the weekly email, the demo and the campaign
+summary all count it. An orphan is an app in review scope whose only reviewer is the IAM
+team: no owner resolved (with the resolver's reason), a user-consented app no catalog
+entry claims, or, in an open campaign, an app its owner said is not theirs or whose
+owner's mail bounced.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from recert import links
 from recert.catalog import Catalog
 from recert.clock import as_utc
 from recert.config import Settings
-from recert.models import Ownership, Principal, Tenant
+from recert.models import Campaign, Decision, Ownership, Principal, ReviewItem, Tenant
 from recert.risk import is_stale
 from recert.store import grouped
 
@@ -54,6 +60,72 @@ def _reviewable(session: Session, tenant: str | None) -> list[tuple[Principal, s
     return [(p, name) for p, name in session.exec(query).all()]
 
 
+def _in_review_scope(session: Session, tenant: str | None) -> list[tuple[Principal, str]]:
+    """What a campaign reviews: active, not protected, not platform-owned or managed."""
+    return [
+        (p, name)
+        for p, name in _reviewable(session, tenant)
+        if p.status == "active" and not p.protected
+    ]
+
+
+MOVED_TO_IAM = {"not_mine": "not_mine", "bounced": "owner_unreachable"}
+
+
+def orphan_reason(owners: list[Ownership], moved: str | None = None) -> tuple[str, str] | None:
+    """(reason, evidence) when the IAM team is an app's only reviewer, else None.
+
+    `moved` is the owner_source of the app's review item in an open campaign."""
+    if moved in MOVED_TO_IAM:
+        return MOVED_TO_IAM[moved], ""
+    orphan = next((o for o in owners if o.orphan_reason), None)
+    if orphan:
+        return orphan.orphan_reason or "no_owner", orphan.evidence
+    named = [o for o in owners if o.email]
+    if named and all(o.source == "iam_team" for o in named):
+        return "user_consented", named[0].evidence
+    return None
+
+
+def _moved_to_iam(
+    session: Session, iam_email: str, ids: list[int | None]
+) -> dict[int, tuple[str, str]]:
+    """Apps an open campaign moved to the IAM team ("not mine", bounced), with evidence."""
+    query = (
+        select(ReviewItem, Campaign.name)
+        .join(Campaign, col(Campaign.id) == ReviewItem.campaign_id)
+        .where(
+            col(Campaign.closed_at).is_(None),
+            ReviewItem.consenting_user == "",
+            ReviewItem.reviewer_email == iam_email.lower(),
+            col(ReviewItem.owner_source).in_(list(MOVED_TO_IAM)),
+            col(ReviewItem.principal_id).in_(ids),
+        )
+        .order_by(col(ReviewItem.id))
+    )
+    found = session.exec(query).all()
+    said = {
+        d.review_item_id: d.decided_by
+        for d in session.exec(
+            select(Decision)
+            .where(
+                Decision.action == "not_mine",
+                col(Decision.review_item_id).in_([item.id for item, _ in found]),
+            )
+            .order_by(col(Decision.decided_at))
+        )
+    }
+    moved: dict[int, tuple[str, str]] = {}
+    for item, campaign in found:
+        if item.owner_source == "not_mine":
+            who = said.get(item.id or 0, "its reviewer")
+            evidence = f"in {campaign!r}, {who} said it is not theirs"
+        else:
+            evidence = f"in {campaign!r}, mail to its owner bounced"
+        moved[item.principal_id] = (item.owner_source, evidence)
+    return moved
+
+
 def _base(principal: Principal, tenant: str) -> dict[str, Any]:
     return {
         "tenant": tenant,
@@ -70,18 +142,19 @@ def _iso(moment: datetime | None) -> str | None:
 def orphans(
     session: Session, settings: Settings, now: datetime, tenant: str | None = None
 ) -> list[dict[str, Any]]:
-    rows = _reviewable(session, tenant)
-    owners = grouped(session, Ownership, [p.id for p, _ in rows])
+    """The one orphan set (see the module docstring), each with its reason and evidence."""
+    rows = _in_review_scope(session, tenant)
+    ids = [p.id for p, _ in rows]
+    owners = grouped(session, Ownership, ids)
+    moved = _moved_to_iam(session, settings.iam_email, ids)
     report = []
     for principal, name in rows:
-        orphan = next((o for o in owners[principal.id or 0] if o.orphan_reason), None)
-        if orphan:
+        source, moved_evidence = moved.get(principal.id or 0, (None, ""))
+        found = orphan_reason(owners[principal.id or 0], source)
+        if found:
+            reason, evidence = found
             report.append(
-                {
-                    **_base(principal, name),
-                    "reason": orphan.orphan_reason,
-                    "evidence": orphan.evidence,
-                }
+                {**_base(principal, name), "reason": reason, "evidence": moved_evidence or evidence}
             )
     return report
 

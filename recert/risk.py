@@ -2,7 +2,9 @@
 
 The tables name the permissions that reach everything of a kind: the directory, role
 assignments, all mail, all files, admin APIs. A permission the table does not know adds
-no risk and never fails a run. The risk tier sets how often the app is reviewed.
+no risk and never fails a run. A permission's level does not depend on who consented to
+it (full Gmail granted by users reads their mail as surely as an admin grant); the
+consent kind is named in the reason. The risk tier sets how often the app is reviewed.
 """
 
 from __future__ import annotations
@@ -74,6 +76,13 @@ GOOGLE_MEDIUM = re.compile(
 )
 
 SECRET_TYPES = {"secret", "certificate", "key", "api_token", "jwks"}
+SECRET_WORDS = {
+    "secret": "a client secret",
+    "certificate": "a certificate",
+    "key": "a key",
+    "api_token": "an API token",
+    "jwks": "a public key set (JWKS)",
+}
 
 
 def permission_level(permission: str) -> str | None:
@@ -124,8 +133,6 @@ def _grant_reasons(grants: Iterable[Grant]) -> Iterable[tuple[str, str]]:
         level = permission_level(grant.permission)
         if grant.consent == "domain_wide":
             yield f"domain-wide delegation of {grant.permission}", "high"
-        elif level == "high" and grant.consent == "user":
-            yield f"users consented to {grant.permission}", "medium"
         elif level:
             yield f"holds {grant.permission} ({_consent_words(grant.consent)})", level
         if grant.consent == "admin":
@@ -148,17 +155,15 @@ def _credential_reasons(
     for credential in credentials:
         if credential.type not in SECRET_TYPES:
             continue
+        words = SECRET_WORDS[credential.type]
         if credential.expires_at is None:
-            yield f"a {credential.type} that never expires", "medium"
+            yield f"{words} that never expires", "medium"
             continue
         if credential.expires_at <= now:
             continue
         lifetime = credential.expires_at - (credential.created_at or now)
         if lifetime > longest:
-            yield (
-                f"a {credential.type} valid for more than {settings.max_secret_days} days",
-                "medium",
-            )
+            yield f"{words} valid for more than {settings.max_secret_days} days", "medium"
 
 
 def _principal_reasons(

@@ -2,19 +2,25 @@
 
 Rows are stamped with the sync run that saw them. Only a run that ended cleanly sweeps:
 in a full run whatever was not seen is gone; in a delta run only what the provider said
-was removed, plus the stale children of principals the run re-delivered.
+was removed, plus the stale children of principals the run re-delivered. A principal or
+person the connector skipped as malformed was still there: its stored row is stamped
+too, so the sweep keeps it as it was.
+
+Provider text is stored as it came, except NUL, which PostgreSQL text cannot hold: it
+becomes U+FFFD (the replacement character), on both databases alike.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, func, update
+from sqlalchemy import bindparam, delete, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
@@ -24,6 +30,8 @@ from recert.models import Credential, Grant, OwnerHint, Person, Principal
 
 log = logging.getLogger(__name__)
 _Child = TypeVar("_Child", base.Credential, base.Grant, base.OwnerHint, base.Activity)
+_Record = TypeVar("_Record")
+NUL, REPLACEMENT = "\x00", "\ufffd"
 
 
 def upsert(
@@ -79,6 +87,44 @@ def principal_ids(session: Session, tenant_id: int, external_ids: Iterable[str])
     return found
 
 
+def storable(value: Any) -> Any:
+    """`value` with every NUL in its strings (keys too, at any depth) made U+FFFD."""
+    if isinstance(value, str):
+        return value.replace(NUL, REPLACEMENT) if NUL in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(storable(v) for v in value)
+    return value
+
+
+def _storable_record(record: _Record) -> _Record:
+    """The record itself when it holds no NUL (the usual case: no copy), else a clean copy."""
+    changes = {}
+    for name in record.__slots__:  # type: ignore[attr-defined]
+        value = getattr(record, name)
+        if isinstance(value, str):
+            if NUL in value:
+                changes[name] = storable(value)
+        elif isinstance(value, dict) and value and "\\u0000" in json.dumps(value, default=str):
+            changes[name] = storable(value)
+    return replace(record, **changes) if changes else record  # type: ignore[type-var]
+
+
+def storable_page(page: base.Page) -> base.Page:
+    return base.Page(
+        principals=[_storable_record(p) for p in page.principals],
+        credentials=[_storable_record(c) for c in page.credentials],
+        grants=[_storable_record(g) for g in page.grants],
+        owner_hints=[_storable_record(h) for h in page.owner_hints],
+        people=[_storable_record(p) for p in page.people],
+        activity=[_storable_record(a) for a in page.activity],
+        removed=[storable(r) for r in page.removed],
+        skipped=[_storable_record(m) for m in page.skipped],
+        checkpoint=page.checkpoint,
+    )
+
+
 class PageLoader:
     """Loads one tenant's pages for one sync run."""
 
@@ -99,15 +145,47 @@ class PageLoader:
         self.now = now
         self.protected = set(protected)
         self.skipped = 0
+        self.removed = 0  # principals a delta page said are gone
+        self.returned: list[str] = []  # deleted principals seen again, for the audit log
 
     def load(self, page: base.Page) -> None:
+        page = storable_page(page)
         self.skipped += len(page.skipped)  # the connector logged each one
+        self._keep_skipped(page.skipped)
         self._principals(page.principals)
         ids = principal_ids(self.session, self.tenant_id, _referenced(page))
         self._children(page, ids)
         self._people(page.people)
         self._activity(page.activity, ids)
         self._removed(page.removed)
+
+    def _keep_skipped(self, skipped: list[base.Malformed]) -> None:
+        """A malformed record is still there: stamp its stored principal (and what hangs
+        off it) or person with this run, so the sweep neither retires nor deactivates it."""
+        named = sorted({m.object_id for m in skipped if m.object_id})
+        if not named:
+            return
+        kept = list(principal_ids(self.session, self.tenant_id, named).values())
+        if kept:
+            self.session.execute(
+                update(Principal)
+                .where(col(Principal.id).in_(kept), col(Principal.status) != Status.DELETED)
+                .values(last_seen_run_id=self.run_id)
+            )
+            for child in (Credential, Grant, OwnerHint):
+                self.session.execute(
+                    update(child)
+                    .where(col(child.principal_id).in_(kept))
+                    .values(last_seen_run_id=self.run_id)
+                )
+        self.session.execute(
+            update(Person)
+            .where(
+                col(Person.tenant_id) == self.tenant_id,
+                or_(col(Person.external_id).in_(named), col(Person.email).in_(named)),
+            )
+            .values(last_seen_run_id=self.run_id)
+        )
 
     def _skip(self, object_type: str, object_id: str | None, reason: str) -> None:
         self.skipped += 1
@@ -117,6 +195,15 @@ class PageLoader:
 
     def _principals(self, principals: list[base.Principal]) -> None:
         rows = [self._principal_row(p) for p in principals]
+        self.returned.extend(
+            self.session.exec(
+                select(Principal.external_id).where(
+                    Principal.tenant_id == self.tenant_id,
+                    Principal.status == Status.DELETED,
+                    col(Principal.external_id).in_([p.external_id for p in principals]),
+                )
+            ).all()
+        )
         upsert(
             self.session,
             Principal,
@@ -226,7 +313,7 @@ class PageLoader:
 
     def _removed(self, removed: list[str]) -> None:
         if removed:
-            self.session.execute(
+            result = self.session.execute(
                 update(Principal)
                 .where(
                     col(Principal.tenant_id) == self.tenant_id,
@@ -235,6 +322,7 @@ class PageLoader:
                 )
                 .values(status=Status.DELETED, deleted_at=self.now)
             )
+            self.removed += result.rowcount  # type: ignore[attr-defined]
 
     def sweep(self, full: bool) -> list[tuple[int, str]]:
         """After a clean run: retire what the run did not see. Returns deleted principals."""

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from connectors import base
-from recert import campaigns, links
+from recert import campaigns, links, reports
 from recert.analysis import analyze
 from recert.cli import app as recert_cli
 from recert.clock import FixedClock
@@ -24,7 +24,7 @@ from recert.db import session_scope
 from recert.decisions import DecisionRefused, DecisionRequest, decide
 from recert.discovery import discover_tenant
 from recert.models import AuditEvent, Campaign, OutboxEmail, ReviewItem
-from recert.notify import notify, send_outbox
+from recert.notify import notify, queue_orphan_report, send_outbox
 from tests.conftest import SmtpCapture
 from tests.test_discovery import TENANT, ScriptedConnector
 
@@ -248,7 +248,7 @@ def test_decisions_are_checked_and_audited(
     engine: Engine, settings: Settings, campaign: Any
 ) -> None:
     secret = settings.signing_key()
-    with pytest.raises(DecisionRefused, match="someone else"):
+    with pytest.raises(DecisionRefused, match="not part of your review"):
         decide_as(engine, settings, day(1), secret, "dan@acme.test", "ann-1", "keep")
     with pytest.raises(DecisionRefused, match="why the app is still needed"):
         decide_as(engine, settings, day(1), secret, "ann@acme.test", "ann-1", "keep", why="  ")
@@ -356,7 +356,9 @@ def test_a_handover_gets_the_new_owner_a_request_once(
     notify(engine, settings, day(1.5))
     _request, handover = smtp_server.to("dan@acme.test")
     assert str(handover.message["Subject"]).startswith("Action needed: review 1 app ")
-    assert "App ann-1" in handover.message.get_body(("plain",)).get_content()
+    text = " ".join(handover.message.get_body(("plain",)).get_content().split())
+    assert "App ann-1" in text
+    assert "Ann Owner (ann@acme.test) handed this app over to you" in text
 
 
 def test_a_handover_before_the_first_request_is_in_that_request(
@@ -413,9 +415,12 @@ def test_each_consenting_user_reviews_their_own_consent(
     )
     analyze(engine, settings, day(-1))
     with session_scope(engine) as session:
-        campaigns.open_campaign(session, settings, day(0), name="consents")
+        opened = campaigns.open_campaign(session, settings, day(0), name="consents")
+    assert (opened.apps, opened.items, opened.to_iam) == (1, 3, 1), "apps are not review items"
     with Session(engine) as session:
         items = {i.consenting_user: i for i in session.exec(select(ReviewItem))}
+        [orphan] = reports.orphans(session, settings, day(0).now())
+    assert (orphan["external_id"], orphan["reason"]) == ("chat-bot", "user_consented")
     assert {u: i.reviewer_email for u, i in items.items()} == {
         "": "iam@acme.test",  # the app as a whole: no catalog owner, so the IAM team
         "ann": "ann@acme.test",
@@ -442,3 +447,77 @@ def test_each_consenting_user_reviews_their_own_consent(
         decide(session, settings, day(1), link, items["ann"].id or 0, DecisionRequest("revoke"))
     with Session(engine) as session:
         assert session.get(ReviewItem, items["ann"].id).status == "decided"
+
+
+def test_one_orphan_set_and_iam_hears_of_changes_at_most_daily(
+    engine: Engine, settings: Settings, campaign: Any, smtp_server: SmtpCapture
+) -> None:
+    def orphans() -> dict[str, str]:
+        with Session(engine) as session:
+            rows = reports.orphans(session, settings, day(0).now())
+        return {r["external_id"]: r["reason"] for r in rows}
+
+    assert orphans() == {"orphan-1": "no_owner"}
+    assert (campaign.to_iam, campaign.apps) == (1, 5)
+    secret = settings.signing_key()
+    smtp_server.refuse.add("cy@acme.test")
+    notify(engine, settings, day(0))  # Cy's request bounces: cy-1 reaches IAM
+    decide_as(engine, settings, day(0.1), secret, "dan@acme.test", "dan-1", "not_mine")
+    decide_as(engine, settings, day(0.2), secret, "ann@acme.test", "ann-2", "not_mine")
+    notify(engine, settings, day(0.3))
+    decide_as(engine, settings, day(0.4), secret, "ann@acme.test", "ann-1", "not_mine")
+    notify(engine, settings, day(0.5))
+    notify(engine, settings, day(1))
+    notify(engine, settings, day(1.5))
+    subjects = [str(m.message["Subject"]) for m in smtp_server.to("iam@acme.test")]
+    assert [s.split(" with ")[0] for s in subjects] == [
+        "Orphaned: 1 app",  # the campaign's orphans
+        "Orphaned: 3 apps",  # what reached IAM since: a bounce and two "not mine"
+        "Orphaned: 1 app",  # the next day: the third "not mine", not the whole list again
+    ]
+    assert orphans() == {
+        "orphan-1": "no_owner",
+        "cy-1": "owner_unreachable",
+        "dan-1": "not_mine",
+        "ann-2": "not_mine",
+        "ann-1": "not_mine",
+    }
+    with Session(engine) as session:
+        evidence = {
+            r["external_id"]: r["evidence"]
+            for r in reports.orphans(session, settings, day(1).now())
+        }
+    assert evidence["dan-1"] == "in 'Q4 review', dan@acme.test said it is not theirs"
+    assert queue_orphan_report(engine, settings, day(1)) == 1
+    send_outbox(engine, settings, day(1))
+    weekly = smtp_server.to("iam@acme.test")[-1].message
+    assert str(weekly["Subject"]).endswith(": 5 apps without an owner")
+    text = weekly.get_body(("plain",)).get_content()
+    assert "The person asked to review it said it is not theirs: 3" in text
+    assert "Reason not recorded" not in text
+
+
+def test_a_double_click_records_one_decision(
+    engine: Engine, settings: Settings, campaign: Any
+) -> None:
+    from recert.models import Decision
+
+    secret, start, failures = settings.signing_key(), threading.Barrier(2), []
+
+    def submit() -> None:
+        start.wait()
+        try:
+            decide_as(engine, settings, day(1), secret, "dan@acme.test", "dan-1", "keep")
+        except Exception as error:  # reported by the assertion below
+            failures.append(error)
+
+    clicks = [threading.Thread(target=submit) for _ in range(2)]
+    for click in clicks:
+        click.start()
+    for click in clicks:
+        click.join()
+    assert failures == []
+    with Session(engine) as session:
+        assert len(session.exec(select(Decision)).all()) == 1
+        decided = session.exec(select(AuditEvent).where(AuditEvent.action == "review.decided"))
+        assert len(decided.all()) == 1

@@ -91,3 +91,31 @@ def test_a_clean_catalog_validates(tmp_path: Path) -> None:
     assert loaded.manifest.requested_scopes == ("okta.users.read",)
     assert result.exit_code == 0
     assert "1 manifests valid, 0 rejected" in result.stdout
+
+
+def test_a_scoped_and_an_unscoped_manifest_for_one_app_are_duplicates(tmp_path: Path) -> None:
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    (folder / "anywhere.yaml").write_text(GOOD)
+    (folder / "okta.yaml").write_text(GOOD + "tenant: okta-prod\n")
+    (folder / "entra.yaml").write_text(GOOD.replace("0oa1payroll", "crm") + "tenant: entra\n")
+    (folder / "okta-crm.yaml").write_text(GOOD.replace("0oa1payroll", "crm") + "tenant: okta\n")
+    catalog = load_catalog(folder)
+    assert {p.path.name for p in catalog.problems} == {"anywhere.yaml", "okta.yaml"}
+    assert {e.path.name for e in catalog.entries} == {"entra.yaml", "okta-crm.yaml"}
+
+
+def test_repeated_keys_and_oversized_manifests_are_rejected(tmp_path: Path) -> None:
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    (folder / "twice.json").write_text(
+        '{"app_id": "a", "owner": "ann@acme.test", "owner": "eve@evil.test", "purpose": "p"}'
+    )
+    (folder / "twice.yaml").write_text(GOOD.replace("0oa1payroll", "b") + "owner: eve@evil.test\n")
+    (folder / "huge.yaml").write_text(
+        GOOD.replace("0oa1payroll", "c") + "data_domains: [" + "x, " * 40_000 + "x]\n"
+    )
+    problems = {p.path.name: p.problem for p in load_catalog(folder).problems}
+    assert "'owner' appears more than once" in problems["twice.json"]
+    assert "'owner' appears more than once" in problems["twice.yaml"]
+    assert "more than the 65536 a manifest may hold" in problems["huge.yaml"]

@@ -60,6 +60,7 @@ ENV = {"OKTA_API_TOKEN": "00tok", "ENTRA_CLIENT_SECRET": "s3cret", "SMTP_PASSWOR
 def write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "okta-key.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
     (tmp_path / "sa-key.json").write_text('{"type": "service_account"}')
+    (tmp_path / "proxy-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     path = tmp_path / "recert.toml"
     path.write_text(text)
     return path
@@ -130,15 +131,32 @@ def test_missing_default_file_means_embedded_defaults(
             "unknown key",
         ),
         (('enforcement = "enforce"', 'enforcement = "yolo"'), "enforcement", "Input should be"),
+        (('iam_email = "iam@acme.test"', 'iam_email = "IAM team"'), "iam_email", "email address"),
+        (('iam_email = "iam@acme.test"', "iam_email = 7"), "iam_email", "valid string"),
+        (('catalog_dir = "catalog"', "catalog_dir = 7"), "catalog_dir", "folder path"),
+        (('catalog_dir = "catalog"', 'catalog_dir = "sa-key.json"'), "catalog_dir", "not a folder"),
+        (('ca_bundle = "proxy-ca.pem"', 'ca_bundle = "gone.pem"'), "ca_bundle", "no such file"),
         (
-            ('client_secret_env = "ENTRA_CLIENT_SECRET"', 'client_secret_env = "UNSET_VAR"'),
-            "client_secret_env",
-            "environment variable UNSET_VAR is unset",
+            (
+                'url = "sqlite:///inventory.db"',
+                'url = "sqlite:///inventory.db"\n[risk]\nreview_cadence_days = { high = 30 }',
+            ),
+            "risk.review_cadence_days",
+            "missing medium, low",
         ),
         (
-            ('credentials_file = "sa-key.json"', 'credentials_file = "nope.json"'),
-            "credentials_file",
-            "cannot read",
+            (
+                'url = "sqlite:///inventory.db"',
+                'url = "sqlite:///inventory.db"\n[risk]\n'
+                "review_cadence_days = { high = 30, medium = 0, low = 90 }",
+            ),
+            "risk.review_cadence_days.medium",
+            "greater than 0",
+        ),
+        (
+            ('client_secret_env = "ENTRA_CLIENT_SECRET"', "client_secret_env = 5"),
+            "client_secret_env",
+            "must name an environment variable",
         ),
         (('name = "google-prod"', 'name = "okta-prod"'), "tenants", "duplicate tenant name"),
         (("[smtp]", "[smtp"), "", "not valid TOML"),
@@ -157,6 +175,41 @@ def test_bad_config_names_file_key_and_problem(
     assert key in message
     assert problem in message
     assert "\n" not in message
+
+
+def test_loading_reads_no_secret_until_it_is_used(tmp_path: Path) -> None:
+    path = write(tmp_path, FULL)
+    (tmp_path / "sa-key.json").unlink()
+    settings = load_settings(path, {})  # no variable set, one key file gone: still loads
+    okta, _, google = settings.tenants
+    assert okta.read.api_token is not None
+    with pytest.raises(ConfigError) as unset:
+        okta.read.api_token.get_secret_value()
+    assert str(unset.value) == (
+        f"{path}: tenants[0] (okta-prod).api_token_env: environment variable OKTA_API_TOKEN "
+        "is unset"
+    )
+    with pytest.raises(ConfigError, match=r"tenants\[2\] \(google-prod\)\.credentials_file: "):
+        google.read.credentials.get_secret_value()  # type: ignore[union-attr]
+    assert settings.tenant("okta-prod") == okta, "comparing settings reads no secret"
+    env: dict[str, str] = {}
+    lazy = load_settings(path, env)
+    env["OKTA_API_TOKEN"] = "rotated"
+    token = lazy.tenant("okta-prod").read.api_token
+    assert token is not None
+    assert token.get_secret_value() == "rotated", "read when used, not when loaded"
+
+
+def test_signing_key_and_smtp_password_are_read_when_used(tmp_path: Path) -> None:
+    text = FULL + '\n[web]\nsecret_key_env = "RECERT_WEB_KEY"\n'
+    settings = load_settings(write(tmp_path, text), {})
+    with pytest.raises(ConfigError, match=r"web\.secret_key_env: environment variable RECERT_WEB"):
+        settings.signing_key()
+    assert settings.smtp.password is not None
+    with pytest.raises(ConfigError, match=r"smtp\.password_env: environment variable SMTP_PASS"):
+        settings.smtp.password.get_secret_value()
+    signed = load_settings(write(tmp_path, text), {"RECERT_WEB_KEY": "k1"})
+    assert signed.signing_key() == b"k1"
 
 
 def test_cli_bad_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:

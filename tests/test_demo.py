@@ -49,7 +49,10 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
         assert Path(path).is_relative_to(target)
     assert (target / "recert.toml").is_file()
     assert str(target / "recert.toml") in result.stdout
-    assert "recert inventory --format json" in result.stdout
+    venv_recert = Path(sys.executable).parent / "recert"
+    assert f"{venv_recert} inventory --format json" in result.stdout, "works without activating"
+    assert f"{venv_recert} web" in result.stdout
+    assert "http://127.0.0.1:8000/review/" in result.stdout
 
     listed = subprocess.run(
         [sys.executable, "-m", "recert", "inventory", "--format", "json"],
@@ -67,9 +70,10 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
     for entry in entries:
         by_tenant.setdefault(entry["tenant"], Counter())[entry["kind"]] += 1
     assert summary["by_tenant"] == {t: dict(c) for t, c in by_tenant.items()}
-    reviewable = [e for e in entries if not e["platform_owned"] and e["kind"] != "managed_identity"]
-    assert summary["orphaned"] == sum(1 for e in reviewable if e["orphan_reason"])
-    assert summary["owned"] == sum(1 for e in reviewable if e["owners"])
+    orphan_report = json.loads((target / "reports" / "orphans.json").read_text())
+    assert summary["orphaned"] == len(orphan_report) == summary["campaign"]["to_iam"]
+    assert summary["campaign"]["apps"] < summary["campaign"]["items"], "consents are not apps"
+    assert f"{summary['campaign']['apps']} apps to review" in result.stdout
     assert summary["platform_owned"] == sum(1 for e in entries if e["platform_owned"])
     assert summary["orphaned"] > 0
     assert summary["platform_owned"] > 0
@@ -85,8 +89,9 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
     assert summary["campaign"]["reviewers_emailed"] == len(owners) + 1, "owners and IAM"
     subjects = sorted(str(m["Subject"]) for m in iam)
     assert len(subjects) == 2
-    assert subjects[0].startswith("Orphaned: ")
+    assert subjects[0].startswith(f"Orphaned: {summary['orphaned']} apps with no accountable")
     assert subjects[1].startswith("Weekly orphan report")
+    assert subjects[1].endswith(f": {summary['orphaned']} apps without an owner")
     bundle = Path(summary["evidence"]["path"])
     assert str(bundle) in result.stdout
     config_env = {**env, "RECERT_CONFIG": str(target / "recert.toml")}
@@ -120,9 +125,13 @@ def test_keep_running_serves_the_tenants_to_other_commands(tmp_path: Path) -> No
     )
     try:
         assert demo.stdout is not None
+        before_waiting = []
         for line in demo.stdout:  # blocks until the demo says the tenants are up
+            before_waiting.append(line)
             if "Press Ctrl-C" in line:
                 break
+        assert any("Recert demo:" in line for line in before_waiting), "the summary comes first"
+        assert any(line.rstrip().endswith("recert web") for line in before_waiting)
         again = subprocess.run(
             [sys.executable, "-m", "recert", "discover", "--format", "json"],
             env={**env, "RECERT_CONFIG": str(target / "recert.toml")},
@@ -139,4 +148,4 @@ def test_keep_running_serves_the_tenants_to_other_commands(tmp_path: Path) -> No
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0
-    assert "Recert demo:" in rest
+    assert "stopping the emulated tenants" in rest

@@ -5,6 +5,7 @@ interface; the SDK-backed connectors are exercised against the emulators elsewhe
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -259,3 +260,82 @@ def test_an_empty_tenant_completes(engine: Engine) -> None:
     summary = run(engine, [base.Page(checkpoint=FULL)])
     assert summary.status == "complete"
     assert summary.principals_seen == 0
+
+
+def test_a_record_skipped_as_malformed_keeps_its_stored_row(engine: Engine) -> None:
+    ann = base.Person("u-ann", "Ann", "ann@acme.test", active=True)
+    run(engine, [page_for(range(3), FULL, people=[ann])])
+    skipped = [
+        base.Malformed("app", "0oa00002", "signOnMode is not a string"),
+        base.Malformed("user", "u-ann", "status is not a string"),
+    ]
+    again = run(engine, [page_for(range(2), FULL, skipped=skipped)], at=T0 + timedelta(days=1))
+    assert (again.status, again.skipped, again.deleted) == ("complete", 2, 0)
+    assert statuses(engine)["0oa00002"] == "active", "skipped is not deleted"
+    assert count(engine, Credential) == count(engine, Grant) == 3, "nor is what hangs off it"
+    assert count(engine, Person, Person.active == True) == 1, "a malformed user has not left"  # noqa: E712
+    assert count(engine, AuditEvent, AuditEvent.action == "principal.deleted") == 0
+    run(engine, [page_for(range(2), FULL)], at=T0 + timedelta(days=2))
+    assert statuses(engine)["0oa00002"] == "deleted", "gone once a run no longer mentions it"
+    run(engine, [page_for(range(3), FULL)], at=T0 + timedelta(days=3))
+    assert statuses(engine)["0oa00002"] == "active"
+    with Session(engine) as session:
+        back = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "principal.returned")
+        ).all()
+    assert [(e.subject_id, e.tenant) for e in back] == [("0oa00002", "okta-test")]
+
+
+def test_nul_and_control_characters_are_stored_safely(engine: Engine) -> None:
+    hostile = "Evil\x00App\x01\x1b[31m"
+    page = base.Page(
+        principals=[app(1, name=hostile), replace(app(2), external_id="0oa\x00two")],
+        grants=[base.Grant("0oa\x00two", "g\x00", "scope\x00x", "Okta\x00", base.Consent.USER)],
+        people=[base.Person("u-\x00", "Nul\x00Person", "n@acme.test", active=True)],
+        skipped=[base.Malformed("app", "0oa\x00three", "bad\x00")],
+        checkpoint=FULL,
+    )
+    page.principals[0] = replace(page.principals[0], raw={"k\x00": ["v\x00", {"n": "\x00"}]})
+    summary = run(engine, [page])
+    assert (summary.status, summary.error) == ("complete", None)
+    with Session(engine) as session:
+        stored = {p.external_id: p for p in session.exec(select(Principal))}
+        grant = session.exec(select(Grant)).one()
+        person = session.exec(select(Person)).one()
+    assert stored["0oa00001"].display_name == "Evil\ufffdApp\x01\x1b[31m"
+    assert stored["0oa00001"].raw == {"k\ufffd": ["v\ufffd", {"n": "\ufffd"}]}
+    assert "0oa\ufffdtwo" in stored
+    assert (grant.permission, grant.resource) == ("scope\ufffdx", "Okta\ufffd")
+    assert person.display_name == "Nul\ufffdPerson"
+
+
+def test_a_failed_run_stores_a_short_error_without_sql_or_other_apps(engine: Engine) -> None:
+    page = page_for(range(50), FULL)
+    page.principals.append(replace(app(99), display_name=None))  # type: ignore[arg-type]
+    summary = run(engine, [page])
+    assert summary.status == "failed"
+    with Session(engine) as session:
+        stored = session.exec(select(SyncRun)).one().error
+        event = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "discovery.failed")
+        ).one()
+    for text in (summary.error, stored, event.data["error"]):
+        assert text is not None
+        assert text.startswith("the database refused a page: ")
+        assert "display_name" in text
+        assert len(text) <= 500
+        assert "\n" not in text
+        for leak in ("INSERT", "SELECT", "App 1", "OPENID_CONNECT", "0oa00001"):
+            assert leak not in text
+
+
+def test_a_delta_run_says_what_changed(engine: Engine) -> None:
+    from recert.cli import sync_line
+
+    run(engine, [page_for(range(3), FULL)])
+    delta = base.Checkpoint(full=False, cursor={"delta": "next"})
+    summary = run(engine, [page_for(range(1, 2), delta, removed=["0oa00002"])])
+    assert (summary.full, summary.principals_seen, summary.deleted) == (False, 1, 1)
+    assert sync_line(summary) == (
+        "okta-test: delta: 1 changed, 1 removed (0 new); 0 malformed records skipped"
+    )

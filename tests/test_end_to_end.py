@@ -192,12 +192,22 @@ def test_owners_are_resolved_and_orphans_reported(
     }
     for row in orphans:
         assert set(row) >= {"tenant", "kind", "external_id", "display_name", "reason"}
-        assert row["reason"] in {"no_owner", "owner_departed", "owner_unresolvable", "owner_is_app"}
+        assert row["reason"] in {
+            "no_owner",
+            "owner_departed",
+            "owner_unresolvable",
+            "owner_is_app",
+            "user_consented",
+        }
         assert (row["tenant"], row["external_id"]) not in platform
     third_party = [
         e for e in inventory if e["kind"] == "third_party_app" and not e["platform_owned"]
     ]
     assert all(e["owners"][0]["email"] == "iam@example.com" for e in third_party)
+    reasons = {(r["tenant"], r["external_id"]): r["reason"] for r in orphans}
+    for app in third_party:  # only the IAM team reviews them: orphans, with their reason
+        if app["status"] == "active" and not app["protected"]:
+            assert reasons[(app["tenant"], app["external_id"])] == "user_consented"
 
 
 def test_html_reports_escape_hostile_names(

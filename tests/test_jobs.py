@@ -37,8 +37,16 @@ def worker_world(
         table = emulator.tenant_table(tenant, server.url, sandbox_ca.ca_bundle, tmp_path / "s")
         config = tmp_path / "recert.toml"
         database = tmp_path / "recert.db"
+        broken = {  # its credential's variable is unset: only its own tasks fail
+            "name": f"{tenant}-broken",
+            "kind": "okta",
+            "org_url": "https://broken.okta.test",
+            "api_token_env": "RECERT_TEST_UNSET_TOKEN",
+        }
         config.write_text(
-            tomli_w.dumps({"database": {"url": f"sqlite:///{database}"}, "tenants": [table]})
+            tomli_w.dumps(
+                {"database": {"url": f"sqlite:///{database}"}, "tenants": [table, broken]}
+            )
         )
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("RECERT_")},
@@ -88,6 +96,13 @@ def test_a_worker_runs_a_scheduled_discovery_and_the_lock_stops_an_overlap(
     worker_world: tuple[Celery, str, Path], redis_client: Any
 ) -> None:
     client, tenant, database = worker_world
+    failed = client.send_task(
+        "jobs.tasks.discover_tenant", args=[f"{tenant}-broken"], queue="discovery"
+    ).get(timeout=60)
+    assert failed["status"] == "failed"
+    assert failed["error"].endswith(
+        "api_token_env: environment variable RECERT_TEST_UNSET_TOKEN is unset"
+    )
     result = client.send_task("jobs.tasks.discover_tenant", args=[tenant], queue="discovery")
     summary = result.get(timeout=120)
     assert summary["status"] == "complete", summary
@@ -131,3 +146,20 @@ def test_the_beat_schedule_comes_from_the_config(tmp_path: Path) -> None:
     assert schedule["discover:a"]["args"] == ("a",)
     assert schedule["discover:b"]["schedule"] != schedule["discover:a"]["schedule"], "staggered"
     assert {"campaigns", "notify", "orphan-report"} <= set(schedule)
+
+
+def test_a_worker_with_a_bad_config_stops_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "recert.toml"
+    config.write_text("[risk]\nreview_cadence_days = { high = 30 }\n")
+    result = subprocess.run(
+        [sys.executable, "-c", "import jobs"],
+        env={**os.environ, "RECERT_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"recert worker: {config}: risk.review_cadence_days: must set high, medium and low "
+        "(missing medium, low)\n"
+    )

@@ -185,7 +185,7 @@ def test_a_departed_owner_falls_back_to_their_manager(engine: Engine, settings: 
         evidence = session.exec(
             select(Ownership.evidence).where(Ownership.source == "manager")
         ).one()
-    assert "Dee Departed left" in evidence
+    assert evidence.endswith("Dee Departed left, so their manager Bo Boss is accountable for it")
 
 
 @pytest.mark.parametrize(
@@ -233,8 +233,16 @@ def test_platform_owned_and_managed_identities_get_no_owner_and_are_never_orphan
         assert inv[external_id]["owners"] == []
         assert inv[external_id]["orphan_reason"] is None
     with Session(engine) as session:
-        orphaned = {r["external_id"] for r in reports.orphans(session, settings, NOW)}
-    assert orphaned == {"nobody", "departed-no-manager", "unresolvable", "loop-a", "loop-b"}
+        orphaned = {r["external_id"]: r["reason"] for r in reports.orphans(session, settings, NOW)}
+    assert set(orphaned) == {
+        "nobody",
+        "departed-no-manager",
+        "unresolvable",
+        "loop-a",
+        "loop-b",
+        "consented",  # only the IAM team reviews it: an orphan, with its reason
+    }
+    assert orphaned["consented"] == "user_consented"
 
 
 def test_rerunning_with_nothing_changed_changes_nothing(engine: Engine, settings: Settings) -> None:
@@ -262,12 +270,43 @@ def test_risk_levels_and_reasons(engine: Engine, settings: Settings) -> None:
     created = inv["created"]
     assert created["risk"] == "medium"
     assert "tenant-wide admin consent" in created["risk_reasons"]
-    assert "a secret valid for more than 365 days" in created["risk_reasons"]
+    assert "a client secret valid for more than 365 days" in created["risk_reasons"]
     assert "no use in 90 days" in created["risk_reasons"], "a window with no use is unused"
-    assert "a api_token that never expires" in inv["token"]["risk_reasons"]
+    assert "an API token that never expires" in inv["token"]["risk_reasons"]
     assert inv["by-rule"]["risk"] == "low", "30 days of data cannot prove 90 days unused"
     assert inv["ms-graph"]["risk"] == "low"
-    assert inv["consented"]["risk_reasons"] == ["users consented to https://mail.google.com/"]
+    assert inv["consented"]["risk"] == "high", "full Gmail is high whoever consented"
+    assert inv["consented"]["risk_reasons"] == ["holds https://mail.google.com/ (user consent)"]
+
+
+def test_a_high_risk_scope_is_high_however_many_users_consented() -> None:
+    from recert.config import RiskSettings
+    from recert.models import Grant, Principal
+    from recert.risk import assess
+
+    gmail = [
+        Grant(
+            principal_id=1,
+            grant_id=f"u{n}",
+            permission="https://mail.google.com/",
+            resource="Gmail",
+            consent="user",
+            consenting_user=f"u{n}",
+        )
+        for n in range(34)
+    ]
+    principal = Principal(
+        tenant_id=1,
+        external_id="bot",
+        kind="third_party_app",
+        display_name="Bot",
+        status="active",
+        first_seen_at=NOW,
+        last_seen_at=NOW,
+    )
+    assessed = assess(principal, gmail, [], RiskSettings(), NOW)
+    assert assessed.level == "high"
+    assert assessed.reasons == ("holds https://mail.google.com/ (user consent)",)
 
 
 def test_stale_report_tells_unused_from_unknown(engine: Engine, settings: Settings) -> None:
@@ -310,3 +349,33 @@ def test_csv_defuses_spreadsheet_formulas() -> None:
     text = reports.to_csv(rows)
     assert "'=HYPERLINK" in text
     assert "a; b" in text
+
+
+def test_a_rejected_manifest_keeps_the_previous_owner_and_owners_exits_1(
+    engine: Engine, settings: Settings, catalog_dir: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from recert.cli import app as cli
+
+    load(engine, settings)
+    before = owners_of(by_id(engine)["catalogued"])
+    assert before[0] == ("cat@acme.test", "catalog")
+    manifest = catalog_dir / "catalogued.yaml"
+    manifest.write_text(manifest.read_text().replace("risk_tier: high", "risk_tier: extreme"))
+    config = tmp_path / "recert.toml"
+    config.write_text(
+        f'catalog_dir = "{catalog_dir}"\niam_email = "iam@acme.test"\n'
+        f'[database]\nurl = "{engine.url.render_as_string(hide_password=False)}"\n'
+    )
+    result = CliRunner().invoke(cli, ["owners"], env={"RECERT_CONFIG": str(config)})
+    assert result.exit_code == 1
+    assert f"{manifest}: risk_tier:" in result.stderr
+    assert "1 kept their previous owner (catalog problem)" in result.stdout
+    assert owners_of(by_id(engine)["catalogued"]) == before
+    manifest.write_text("{broken")  # unparseable: its app is unknown, its catalog owner stays
+    assert analyze(engine, settings, CLOCK)[0]["held"] == 1
+    assert owners_of(by_id(engine)["catalogued"]) == before
+    manifest.unlink()
+    analyze(engine, settings, CLOCK)
+    assert owners_of(by_id(engine)["catalogued"]) == before[1:], "fixed: resolved afresh"

@@ -9,6 +9,7 @@ import pytest
 from emails.render import CredentialInfo, Kind, Permission, render, subject_for
 from tests.emails.builders import (
     DUE_TEXT,
+    GMAIL,
     IAM,
     KINDS,
     NOW,
@@ -101,7 +102,7 @@ def test_review_requests_carry_due_date_link_and_app_details(kind: Kind) -> None
     assert REVIEW_URL in text
     assert 'href="https://recert.example.com/review/abc123?sig=x&amp;exp=1"' in html
     assert "[HIGH RISK] Read and write mail in all mailboxes" in text
-    assert "[HIGH RISK] https://mail.google.com/" in text
+    assert "[HIGH RISK] Read, compose, send, and permanently delete all your email" in text
     assert "[ATTENTION] Client secret: never expires" in text
     assert "Why you: Listed as owner in Entra (/owners)" in text
     assert html.count(">High risk</span>") == 2
@@ -261,3 +262,17 @@ def test_unknown_codes_are_shown_as_they_are() -> None:
     assert "robot in Microsoft Entra ID" in text
     assert "x on y (magic)" in text
     assert "Why orphaned: lost" in text
+
+
+def test_scopes_are_explained_from_the_shipped_data_and_listed_once() -> None:
+    apps_read = Permission("okta.apps.read", "Okta API", None, False, "application")
+    by_34_users = tuple(GMAIL for _ in range(34))
+    message = render(
+        digest(apps=(google_app(permissions=(*by_34_users, apps_read)),)),
+        from_address="recert@example.com",
+    )
+    text, html = parts(message)
+    for body in (text, html):
+        assert body.count("permanently delete all your email from Gmail") == 1
+        assert "Read information about Apps" in body
+    assert "okta.apps.read on Okta API" in text, "the scope's own name stays in the detail"

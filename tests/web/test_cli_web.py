@@ -39,6 +39,7 @@ def test_recert_web_serves_on_the_base_url_port(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    token = "eyJjIjoxfQ.c2lnbmVk"
     try:
         assert server.stdout is not None
         assert "serving on" in server.stdout.readline(), "announced once it listens"
@@ -47,9 +48,15 @@ def test_recert_web_serves_on_the_base_url_port(tmp_path: Path) -> None:
         assert all(response.headers[k] == v for k, v in SECURITY_HEADERS.items())
         assert "server" not in response.headers
         assert (tmp_path / "recert.db").exists()
+        httpx.get(f"http://127.0.0.1:{port}/review/{token}?done=3", timeout=30)
+        httpx.get(f"http://127.0.0.1:{port}/reports/{token}/orphans?format=csv", timeout=30)
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        log, _ = server.communicate(timeout=10)
+    assert '"GET /healthz HTTP/1.1" 200' in log, "requests are logged"
+    assert '"GET /review/[token]?done=3 HTTP/1.1" 403' in log
+    assert '"GET /reports/[token]/orphans?format=csv HTTP/1.1" 403' in log
+    assert token not in log
 
 
 def test_recert_web_without_a_signing_key_is_a_config_error(tmp_path: Path) -> None:

@@ -179,7 +179,7 @@ def test_another_reviewers_link_cannot_decide_my_app(page: Page, site: Site) -> 
     assert response.status == 409
     page.set_content(response.text())
     expect(page.get_by_role("alert")).to_have_text(
-        "Not saved: This app is now reviewed by someone else."
+        "Not saved: This app is not part of your review."
     )
     assert site.state() == before
 

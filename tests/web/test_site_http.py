@@ -184,3 +184,32 @@ def test_a_users_own_consent_offers_no_hand_over(site: Site, client: TestClient)
     assert 'value="not_mine"' not in form
     assert 'name="new_owner"' not in form
     assert "You granted this app access to your account yourself" in page.text
+
+
+def test_the_same_form_sent_twice_records_one_decision(client: TestClient, site: Site) -> None:
+    csrf = _csrf(client, site)
+    form = {"csrf": csrf, "action": "keep", "justification": "Payroll runs on it"}
+    first = client.post(_decide_url(site, "payroll"), data=form)
+    after_first = site.state()
+    second = client.post(_decide_url(site, "payroll"), data=form)
+    assert first.status_code == second.status_code == 303
+    assert second.headers["location"] == first.headers["location"]
+    assert site.state() == after_first, "no second decision, no second audit event"
+    assert len(site.decisions()) == 1
+    handover = {"csrf": csrf, "action": "reassign", "new_owner": "CY@acme.test"}
+    responses = [client.post(_decide_url(site, "hostile"), data=handover) for _ in range(2)]
+    assert [r.status_code for r in responses] == [303, 303], "the repeat is not refused"
+    assert [d.action for d in site.decisions()] == ["keep", "reassign"]
+
+
+def test_another_owners_item_answers_like_an_unknown_one(client: TestClient, site: Site) -> None:
+    csrf = _csrf(client, site)
+    form = {"csrf": csrf, "action": "revoke"}
+    before = site.state()
+    base_url = f"/review/{site.token(ANN)}/items"
+    someone_elses = client.post(f"{base_url}/{site.item_id('builder')}", data=form)
+    unknown = client.post(f"{base_url}/999999", data=form)
+    assert someone_elses.status_code == unknown.status_code == 409
+    assert someone_elses.text == unknown.text
+    assert "This app is not part of your review." in unknown.text
+    assert site.state() == before
