@@ -21,6 +21,7 @@ from sqlalchemy import Engine, and_, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from connectors.base import LAST_USE_UNKNOWN
 from emails import render as mail
 from emails import wording
 from emails.send import HardBounce, SendError, SmtpServer, TransientSendError, send
@@ -262,6 +263,7 @@ def _app_summaries(
             risk=c.principal.risk,
             risk_reasons=tuple(c.principal.risk_reasons),
             reversible=c.principal.kind != "third_party_app",
+            last_use_unknown=c.principal.raw.get(LAST_USE_UNKNOWN),
             orphan_reason=_orphan_reason(c.owners, c.item),
         )
         for c in item_contexts(session, items)

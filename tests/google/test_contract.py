@@ -75,7 +75,7 @@ CASES: list[tuple[str, str, Call]] = [
         IAM,
         "iam.projects.serviceAccounts.get",
         lambda s: accounts(s).get(
-            name="projects/-/serviceAccounts/svc-3@acme-data.iam.gserviceaccount.com"
+            name="projects/-/serviceAccounts/svc-5@acme-data.iam.gserviceaccount.com"
         ),
     ),
     (
@@ -84,14 +84,14 @@ CASES: list[tuple[str, str, Call]] = [
         lambda s: (
             accounts(s)
             .keys()
-            .list(name="projects/acme-data/serviceAccounts/svc-3@acme-data.iam.gserviceaccount.com")
+            .list(name="projects/acme-data/serviceAccounts/svc-5@acme-data.iam.gserviceaccount.com")
         ),
     ),
     (
         IAM,
         "iam.projects.serviceAccounts.disable",
         lambda s: accounts(s).disable(
-            name="projects/acme-data/serviceAccounts/svc-3@acme-data.iam.gserviceaccount.com",
+            name="projects/acme-data/serviceAccounts/svc-5@acme-data.iam.gserviceaccount.com",
             body={},
         ),
     ),
