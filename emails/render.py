@@ -29,6 +29,7 @@ Kind = Literal[
     "disabled_notice",
     "orphan_escalation",
     "orphan_report",
+    "credential_expiry",
 ]
 
 
@@ -45,6 +46,8 @@ class Permission:
 class CredentialInfo:
     type: str  # "secret" | "certificate" | "key" | "api_token" | "jwks"
     expires_at: datetime | None  # None: never expires
+    key_id: str | None = None  # untrusted: the provider's id of it (never its value)
+    name: str | None = None  # untrusted: its description or hint
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class AppSummary:
     orphan_reason: str | None = (
         None  # no_owner | owner_departed | owner_unresolvable | owner_is_app
     )
+    rotate_url: str | None = None  # the provider's admin page for the app, where one exists
+    rotate_steps: str | None = None  # how to rotate its credentials there, in plain words
 
 
 @dataclass(frozen=True)
@@ -139,9 +144,24 @@ def subject_for(digest: Digest) -> str:
             headline = f"Orphaned: {count} with no accountable owner"
         case "orphan_report":
             headline = f"Weekly orphan report, {_day(digest.now)}: {count} without an owner"
+        case "credential_expiry":
+            headline = _expiry_headline(digest, count)
         case _:
             assert_never(digest.kind)
     return _truncate(headline, _SUBJECT_LIMIT)
+
+
+def _expiry_headline(digest: Digest, apps: str) -> str:
+    """'Expiring: 3 credentials on 2 apps, first on Mon 14 Dec 2026' (or how many expired)."""
+    ends = [c.expires_at for app in digest.apps for c in app.credentials]
+    listed = f"{_credentials(len(ends))} on {apps}"
+    ahead = sorted(_utc(end) for end in ends if end is not None and _utc(end) > _utc(digest.now))
+    expired = sum(1 for end in ends if end is not None and _utc(end) <= _utc(digest.now))
+    if not ahead:
+        return f"Expired: {listed}, rotate or remove them"
+    if expired:
+        return f"Expiring: {listed}, {expired} already expired"
+    return f"Expiring: {listed}, first on {_day(ahead[0])}"
 
 
 # --- view: everything the templates see, already cleaned and worded --------------------
@@ -158,6 +178,7 @@ class _PermissionView:
 class _CredentialView:
     summary: str
     flagged: bool
+    expired: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +199,9 @@ class _AppView:
     risk_reasons: tuple[str, ...]
     reversible: bool
     orphan_reason: str
+    orphaned: bool
+    rotate_url: str | None
+    rotate_steps: str | None
 
 
 @dataclass(frozen=True)
@@ -193,6 +217,8 @@ class _DigestView:
     manager_copied: bool
     any_irreversible: bool
     orphan_reasons: tuple[tuple[str, int], ...]
+    credential_count: str
+    to_iam: bool
 
 
 def _digest_view(digest: Digest, *, manager_copied: bool) -> _DigestView:
@@ -209,6 +235,8 @@ def _digest_view(digest: Digest, *, manager_copied: bool) -> _DigestView:
         manager_copied=manager_copied,
         any_irreversible=any(not app.reversible for app in apps),
         orphan_reasons=tuple(Counter(app.orphan_reason for app in apps).most_common()),
+        credential_count=_credentials(sum(len(app.credentials) for app in digest.apps)),
+        to_iam=digest.recipient_email.lower() == digest.iam_contact.lower(),
     )
 
 
@@ -236,6 +264,9 @@ def _app_view(app: AppSummary, now: datetime) -> _AppView:
             if app.orphan_reason
             else "Reason not recorded"
         ),
+        orphaned=app.orphan_reason is not None,
+        rotate_url=_checked_url(app.rotate_url),
+        rotate_steps=_clean(app.rotate_steps, _TEXT_LIMIT) if app.rotate_steps else None,
     )
 
 
@@ -254,11 +285,17 @@ def _permission_view(permission: Permission) -> _PermissionView:
 
 def _credential_view(credential: CredentialInfo, now: datetime) -> _CredentialView:
     label = _worded(wording.CREDENTIALS, credential.type)
+    if credential.name:
+        label += f' "{_clean(credential.name, _NAME_LIMIT)}"'
+    if credential.key_id:
+        label += f" (ID {_clean(credential.key_id, _NAME_LIMIT)})"
     expires_at = credential.expires_at
     if expires_at is None:
         return _CredentialView(f"{label}: never expires", flagged=True)
     if _utc(expires_at) <= _utc(now):
-        return _CredentialView(f"{label}: expired {_when(expires_at)}", flagged=True)
+        ago = _days_ago(expires_at, now)
+        summary = f"{label}: expired {_when(expires_at)} ({ago})"
+        return _CredentialView(summary, flagged=True, expired=True)
     return _CredentialView(
         f"{label}: expires {_when(expires_at)} ({_days_until(now, expires_at)})", flagged=False
     )
@@ -277,7 +314,10 @@ def _last_used(app: AppSummary, now: datetime) -> str:
 def _greeting(digest: Digest) -> str:
     if digest.recipient_name:
         return f"Hello {_clean(digest.recipient_name, 100)},"
-    if digest.kind in ("orphan_escalation", "orphan_report"):
+    to_iam = digest.recipient_email.lower() == digest.iam_contact.lower()
+    if digest.kind in ("orphan_escalation", "orphan_report") or (
+        to_iam and digest.kind == "credential_expiry"
+    ):
         return "Hello IAM team,"
     return "Hello,"
 
@@ -285,7 +325,7 @@ def _greeting(digest: Digest) -> str:
 def _checked_url(url: str | None) -> str | None:
     """Links must be web links: a `javascript:` URL would be a script in a mail client."""
     if url is not None and urlsplit(url).scheme not in ("https", "http"):
-        raise ValueError(f"review_url must be http(s), got {url[:40]!r}")
+        raise ValueError(f"links must be http(s), got {url[:40]!r}")
     return url
 
 
@@ -317,6 +357,10 @@ def _worded(words: dict[str, str], key: str) -> str:
 
 def _count(apps: int) -> str:
     return f"{apps} app" if apps == 1 else f"{apps} apps"
+
+
+def _credentials(count: int) -> str:
+    return f"{count} credential" if count == 1 else f"{count} credentials"
 
 
 def _utc(moment: datetime) -> datetime:

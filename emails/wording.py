@@ -24,6 +24,21 @@ CREDENTIALS = {
     "key": "Key",
     "api_token": "API token",
     "jwks": "Public key set (JWKS)",
+    "federated": "Federated credential",
+}
+# How to rotate, by provider, or "provider:variant" where one provider has several ways.
+ROTATION = {
+    "okta": "In the Okta Admin Console, open the app's General tab and generate a new client "
+    "secret; update what uses it, then deactivate and delete the old one.",
+    "okta:api_token": "In the Okta Admin Console (Security > API > Tokens), create a new token "
+    "as the admin it should act as; update what uses it, then revoke the old one. A token "
+    "renews itself each time it is used, so one about to expire has not been used for weeks.",
+    "entra": "In the app registration's Certificates & secrets, add a new secret or "
+    "certificate; update what uses it, then delete the old one.",
+    "entra:enterprise_app": "In the enterprise app's Single sign-on page, add a new signing "
+    "certificate and make it active; update the other side, then delete the old one.",
+    "google": "In the service account's Keys tab, add a new key; update what uses it, then "
+    "delete the old key.",
 }
 ORPHAN_REASONS = {
     "no_owner": "No owner is recorded anywhere",

@@ -24,6 +24,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "schedule": crontab(hour=6, minute=0),
     }
     schedule["notify"] = {"task": "jobs.tasks.notify", "schedule": crontab(hour="8-17", minute=15)}
+    schedule["credential-expiry"] = {  # after the night's discovery, before the day starts
+        "task": "jobs.tasks.credential_expiry_notices",
+        "schedule": crontab(hour=7, minute=0),
+    }
     schedule["orphan-report"] = {
         "task": "jobs.tasks.weekly_orphan_report",
         "schedule": crontab(day_of_week="mon", hour=7, minute=30),

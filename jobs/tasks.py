@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from jobs.celery_app import app, settings
 from jobs.locks import AlreadyRunning, singleton
-from recert import campaigns, db
+from recert import campaigns, db, notices
 from recert import notify as outbox
 from recert.analysis import analyze
 from recert.clock import clock_from_env
@@ -81,3 +81,16 @@ def weekly_orphan_report() -> dict[str, Any]:
         return {"queued": queued, **outbox.send_outbox(engine, settings, clock).as_dict()}
 
     return _locked("orphan-report", job)
+
+
+@app.task(name="jobs.tasks.credential_expiry_notices", acks_late=True, reject_on_worker_lost=True)
+def credential_expiry_notices() -> dict[str, Any]:
+    """Today's credential-expiry digests, then the outbox. Idempotent: a ledger row per
+    (credential, threshold) and one outbox key per (day, recipient)."""
+    engine, clock = _engine(), clock_from_env()
+
+    def job() -> dict[str, Any]:
+        queued = notices.queue_expiry_notices(engine, settings, clock)
+        return {**queued.as_dict(), **outbox.send_outbox(engine, settings, clock).as_dict()}
+
+    return _locked("credential-expiry", job)

@@ -264,21 +264,26 @@ def campaign_status(
 
 @app.command()
 def notify(output: FormatOption = Format.TEXT) -> None:
-    """Queue the emails that are due (request, reminder, final warning, escalations) and
-    send the outbox over SMTP. Safe to re-run: no email is ever sent twice."""
+    """Queue the emails that are due (request, reminder, final warning, escalations, and
+    today's credential-expiry digests) and send the outbox over SMTP. Safe to re-run: no
+    email is ever sent twice."""
+    from recert.notices import queue_expiry_notices
     from recert.notify import notify as run_notify
 
     ctx = _context()
     engine = ctx.engine
+    expiry = queue_expiry_notices(engine, ctx.settings, ctx.clock)
     summary = run_notify(engine, ctx.settings, ctx.clock)
     if output is Format.JSON:
-        _emit_json(summary.as_dict())
+        _emit_json({**summary.as_dict(), "credential_expiry": expiry.as_dict()})
     else:
         typer.echo(
             f"queued {summary.queued}, sent {summary.sent}, hard bounces {summary.bounced}, "
-            f"retrying later {summary.retrying}, failed {summary.failed}"
+            f"retrying later {summary.retrying}, failed {summary.failed}; credential-expiry "
+            f"digests {expiry.digests} ({expiry.notices} notices, {expiry.orphaned} to IAM, "
+            f"{expiry.deferred} held for tomorrow)"
         )
-    if summary.failed:
+    if summary.failed or expiry.unmailable:
         raise typer.Exit(1)
 
 

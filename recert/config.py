@@ -15,7 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from connectors.settings import SETTINGS_BY_KIND, TenantSettings, settings_for
 
@@ -77,6 +86,20 @@ class EnforcementSettings(_Table):
 
 class CampaignSettings(_Table):
     attestation_days: int = Field(default=14, ge=1)
+
+
+class NoticeSettings(_Table):
+    # Days before a credential expires when its owner is told; an empty list turns it off.
+    credential_expiry_days: tuple[StrictInt, ...] = (60, 30, 7)
+
+    @field_validator("credential_expiry_days")
+    @classmethod
+    def _positive_and_distinct(cls, days: tuple[int, ...]) -> tuple[int, ...]:
+        if any(day < 1 for day in days):
+            raise ValueError(f"must be whole days of 1 or more, got {list(days)}")
+        if len(set(days)) != len(days):
+            raise ValueError(f"must not repeat a day, got {list(days)}")
+        return tuple(sorted(days, reverse=True))
 
 
 RiskLevel = Literal["low", "medium", "high"]
@@ -146,6 +169,7 @@ class Settings(BaseModel):
     enforcement: EnforcementSettings = EnforcementSettings()
     campaigns: CampaignSettings = CampaignSettings()
     risk: RiskSettings = RiskSettings()
+    notices: NoticeSettings = NoticeSettings()
     owner_rules: tuple[OwnerRule, ...] = ()
 
     def signing_key(self) -> bytes:
@@ -173,6 +197,7 @@ _TOP_LEVEL = {
     "enforcement",
     "campaigns",
     "risk",
+    "notices",
     "owner_rules",
 }
 _TABLES: dict[str, type[_Table]] = {
@@ -183,6 +208,7 @@ _TABLES: dict[str, type[_Table]] = {
     "enforcement": EnforcementSettings,
     "campaigns": CampaignSettings,
     "risk": RiskSettings,
+    "notices": NoticeSettings,
 }
 
 

@@ -30,6 +30,7 @@ from recert.catalog import load_catalog
 from recert.clock import Clock, clock_from_env
 from recert.config import Settings, load_settings
 from recert.inventory import inventory
+from recert.notices import queue_expiry_notices
 from recert.notify import notify, queue_orphan_report, send_outbox
 from recert.progress import discover_with_progress, step
 from sandbox.server import free_port
@@ -164,12 +165,16 @@ def _pipeline(settings: Settings, clock: Clock, directory: Path) -> dict[str, An
         sent = notify(engine, settings, clock)
         queue_orphan_report(engine, settings, clock)
         send_outbox(engine, settings, clock, sent)
+    with step("send the credential-expiry notices"):
+        expiry = queue_expiry_notices(engine, settings, clock)
+        send_outbox(engine, settings, clock, sent)
     with Session(engine) as session:
         entries = inventory(session)
         reviewers = len(items_by_reviewer(session, campaign.campaign_id))
     result = _summary(entries, discovered, owners, paths, settings)
     result["campaign"] = {**campaign.as_dict(), "reviewers_emailed": reviewers}
     result["outbox"] = sent.as_dict()
+    result["credential_expiry"] = expiry.as_dict()
     return result
 
 
@@ -266,6 +271,11 @@ def describe(result: DemoResult) -> str:
         f"Campaign {campaign['name']!r}: {campaign['items']} apps to review; "
         f"{campaign['reviewers_emailed']} reviewers emailed ({campaign['to_iam']} orphaned apps "
         f"went to the IAM team); due {campaign['due_at'][:10]}"
+    )
+    expiry = s["credential_expiry"]
+    lines.append(
+        f"Credential-expiry notices: {expiry['digests']} digests listing {expiry['notices']} "
+        f"expiring or expired credentials ({expiry['orphaned']} of orphaned apps to IAM)"
     )
     lines.append(f"Emails sent: {s['emails_sent']}, each an .eml file in {s['mail_dir']}")
     lines.append("Look at:")

@@ -234,6 +234,23 @@ class OutboxEmail(SQLModel, table=True):
     campaign_id: int | None = Field(default=None, foreign_key="campaign.id")
 
 
+class CredentialNotice(SQLModel, table=True):
+    """The ledger of credential-expiry notices: one row per (credential, threshold), so
+    each is notified once. `threshold_days` 0 is the notice that it has expired."""
+
+    __tablename__ = "credential_notice"
+    __table_args__ = (UniqueConstraint("principal_id", "credential_id", "threshold_days"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    principal_id: int = Field(foreign_key="principal.id")
+    credential_id: str
+    threshold_days: int
+    expires_at: datetime = _when(nullable=False)
+    recipient: str
+    outbox_key: str = Field(index=True)  # the digest that listed it (outbox idempotency key)
+    notified_at: datetime = _when(nullable=False)
+
+
 class EnforcementAction(SQLModel, table=True):
     __tablename__ = "enforcement_action"
 

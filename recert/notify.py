@@ -224,6 +224,13 @@ def _insert(
     return len(session.execute(statement).all())  # no row back: another run queued it
 
 
+def queue_email(
+    session: Session, key: str, kind: str, recipient: str, message: EmailMessage, now: datetime
+) -> bool:
+    """Queue a message that belongs to no campaign; False when `key` is queued already."""
+    return _insert(session, key, kind, recipient, (), message, None, now) == 1
+
+
 def _person_name(session: Session, email: str) -> str | None:
     person = session.exec(select(Person).where(col(Person.email).ilike(email))).first()
     return person.display_name if person else None

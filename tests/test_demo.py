@@ -74,8 +74,11 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
     assert summary["orphaned"] > 0
     assert summary["platform_owned"] > 0
     assert any("<script>" in e["display_name"] for e in entries), "hostile names survive, escaped"
-    mails = [read_mail(path) for path in sorted((target / "mail").glob("*.eml"))]
-    assert len(mails) == summary["emails_sent"] > 0
+    every_mail = [read_mail(path) for path in sorted((target / "mail").glob("*.eml"))]
+    assert len(every_mail) == summary["emails_sent"] > 0
+    expiry = [m for m in every_mail if str(m["Subject"]).startswith(("Expiring:", "Expired:"))]
+    assert len(expiry) == summary["credential_expiry"]["digests"] > 0, "the demo sends notices"
+    mails = [m for m in every_mail if m not in expiry]
     iam = [m for m in mails if m["To"] == "iam-team@example.com"]
     owners = Counter(str(m["To"]) for m in mails if m not in iam)
     assert set(owners.values()) == {1}, "one digest per owner"

@@ -22,6 +22,7 @@ KINDS: tuple[Kind, ...] = (
     "disabled_notice",
     "orphan_escalation",
     "orphan_report",
+    "credential_expiry",
 )
 
 MAIL_READWRITE = Permission(

@@ -66,6 +66,7 @@ def test_headers_and_layout(kind: Kind) -> None:
         ("disabled_notice", "Disabled: 2 apps, how to get them back"),
         ("orphan_escalation", "Orphaned: 2 apps with no accountable owner"),
         ("orphan_report", "Weekly orphan report, Wed 2 Dec 2026: 2 apps without an owner"),
+        ("credential_expiry", "Expiring: 2 credentials on 2 apps, first on Mon 11 Jan 2027"),
     ],
 )
 def test_subjects(kind: Kind, subject: str) -> None:

@@ -11,8 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emails.render import Digest, Kind, Permission, render, subject_for
-from tests.emails.builders import KINDS, digest, entra_app, google_app, html_shape, parts
+from emails.render import CredentialInfo, Digest, Kind, Permission, render, subject_for
+from tests.emails.builders import (
+    KINDS,
+    NOW,
+    digest,
+    entra_app,
+    google_app,
+    html_shape,
+    parts,
+)
 
 HOSTILE = (
     "<script>alert(1)</script>",
@@ -42,11 +50,13 @@ hostile_text = st.lists(st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40)
 @st.composite
 def hostile_digests(draw: st.DrawFn) -> Digest:
     scope = Permission(draw(hostile_text), draw(hostile_text), draw(hostile_text), True, "user")
+    secret = CredentialInfo("secret", NOW, key_id=draw(hostile_text), name=draw(hostile_text))
     owned = entra_app(
         display_name=draw(hostile_text),
         external_id=draw(hostile_text),
         owner_reason=draw(hostile_text),
         permissions=(scope,),
+        credentials=(secret,),
         risk_reasons=(draw(hostile_text),),
     )
     granted = google_app(display_name=draw(hostile_text), orphan_reason=draw(hostile_text))
