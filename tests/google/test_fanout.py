@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import tomli_w
 from celery import Celery
 from sqlalchemy import Engine
@@ -47,6 +48,7 @@ def by_tenant(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)  # the loads are the store's own
 def test_chunks_in_any_order_any_number_of_times_equal_one_run(
     engine: Engine, serve: Serve
 ) -> None:
@@ -85,6 +87,7 @@ def test_chunks_in_any_order_any_number_of_times_equal_one_run(
     assert again.as_dict() == summary.as_dict(), "a redelivered join changes nothing"
 
 
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def test_a_failed_chunk_fails_the_run_and_sweeps_nothing(engine: Engine, serve: Serve) -> None:
     served = serve(sandbox.google.build(seed=13, size=24, users=60))
     clock = FixedClock(served.emulator.now)
