@@ -125,7 +125,8 @@ class Activity:
     """Last use inside the provider's retention window.
 
     `last_used_at=None` means "no use seen since `window_start`". A principal with no
-    Activity record at all has *unknown* use, never *unused*.
+    Activity record at all has *unknown* use, never *unused*; its `raw[LAST_USE_UNKNOWN]`
+    may say why.
     """
 
     principal_id: str

@@ -62,11 +62,6 @@ class GoogleConnector:
         self._now = now
         self._client = GoogleClient(settings, sleep=sleep, pacer=self.pacer)
 
-    @property
-    def requests(self) -> int:
-        """API requests made so far (benchmarks)."""
-        return self._client.requests
-
     # ----- discovery ------------------------------------------------------------------------
 
     async def discover(self, cursor: Mapping[str, Any] | None = None) -> AsyncIterator[Page]:

@@ -185,7 +185,6 @@ class GoogleClient:
         self.limit = Limit.for_quota(
             settings.quota_per_minute, settings.quota_window_seconds, settings.rate_limit_reserve
         )
-        self.requests = 0  # answered or throttled API requests, for benchmarks
         try:
             info = json.loads(settings.credentials.get_secret_value())
             info["token_uri"] = str(settings.token_uri)
@@ -258,8 +257,6 @@ class GoogleClient:
             if self._reached:
                 raise TransientError(self.tenant, message, object_id) from None
             raise Unreachable(self.tenant, message, object_id) from None
-        finally:
-            self.requests += 1
         self._reached = True
         return answer
 

@@ -29,7 +29,6 @@ class LastUse:
     latest: dict[str, datetime] = field(default_factory=dict)
     skipped: list[Malformed] = field(default_factory=list)
     pages: int = 0  # log pages streamed
-    lookups: int = 0  # one-client queries
 
 
 async def app_use_logged(client: GoogleClient, start: datetime, end: datetime) -> bool:
@@ -97,7 +96,6 @@ async def last_use(
             break
     missing = sorted(wanted - result.latest.keys())
     times = await asyncio.gather(*(_newest(client, start, oldest, cid) for cid in missing))
-    result.lookups = len(missing)
     result.latest.update(
         (cid, moment) for cid, moment in zip(missing, times, strict=True) if moment
     )

@@ -250,16 +250,6 @@ class GoogleEmulator(EmulatorApp):
             self.tokens.get(user_id, {}).pop(client_id, None)
             self._log_revoke(Actor(user_id, user["primaryEmail"]), client_id, at)
 
-    def use(self, user_id: str, client_id: str, at: datetime) -> None:
-        """One `activity` event (on editions that log app use)."""
-        user = self._find_user(user_id)
-        assert user is not None
-        if self.seed.edition == "enterprise":
-            params = (("client_id", client_id), ("app_name", client_id))
-            actor = Actor(user_id, user["primaryEmail"])
-            with self.lock:
-                self.token_log.add(Event(ms(at), actor, "activity", params))
-
     def _log_revoke(self, actor: Actor, client_id: str, at: datetime) -> None:
         params = (("client_id", client_id), ("app_name", client_id))
         self.token_log.add(Event(ms(at), actor, "revoke", params))
