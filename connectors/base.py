@@ -13,6 +13,8 @@ Streaming contract (what the store relies on for mark-and-sweep):
   for every principal the run yields it also yields that principal's complete set of
   credentials, grants and owner hints.
 - Records may repeat across pages; the store de-duplicates by key.
+- What a complete run could not see is not gone: the checkpoint names it
+  (`keep_kinds`, `unread_consents`), and the sweep leaves it alone.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class Consent(StrEnum):
     USER = "user"  # one user consented for themselves
     APPLICATION = "application"  # app-only permission (Graph app role, Okta API scope)
     DOMAIN_WIDE = "domain_wide"  # Google domain-wide delegation
+
+
+# `Principal.raw` keys the domain reads (reports, emails, inventory):
+LAST_USE_UNKNOWN = "last_use_unknown"  # why last use cannot be known (e.g. the edition)
+SEEN_SINCE = "seen_since"  # ISO time the provider's evidence for the principal starts
 
 
 class OwnerSource(StrEnum):
@@ -118,7 +125,8 @@ class Activity:
     """Last use inside the provider's retention window.
 
     `last_used_at=None` means "no use seen since `window_start`". A principal with no
-    Activity record at all has *unknown* use, never *unused*.
+    Activity record at all has *unknown* use, never *unused*; its `raw[LAST_USE_UNKNOWN]`
+    may say why.
     """
 
     principal_id: str
@@ -139,6 +147,14 @@ class Malformed:
 class Checkpoint:
     full: bool
     cursor: Mapping[str, Any] = field(default_factory=dict)  # e.g. delta links, for next run
+    # Kinds no API can list completely: an unseen one is kept; it leaves only via `removed`.
+    keep_kinds: frozenset[PrincipalKind] = frozenset()
+    # People whose consents could not be read: their grants, and the apps only those grants
+    # keep in the inventory, stay as they were.
+    unread_consents: frozenset[str] = frozenset()
+    # Delta runs that re-read some people's consents in full: those people's user grants
+    # are replaced; a re-delivered principal keeps other people's user grants.
+    consents_of: frozenset[str] | None = None
 
 
 @dataclass(slots=True)
@@ -159,6 +175,9 @@ class PrincipalRef:
     external_id: str
     kind: PrincipalKind
     app_id: str | None = None
+    # Person external ids whose own consent the inventory holds: a provider that revokes
+    # per user (Google tokens) revokes exactly these instead of scanning every user.
+    consenting_users: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,9 @@ connects needs no credential at all.
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -110,6 +114,42 @@ class EntraSettings(_Settings):
         return self
 
 
+class KnownDelegation(BaseModel):
+    """A domain-wide delegation client IAM registered (no API lists them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: str = Field(pattern=r"^[\w.-]+$")
+    scopes: tuple[str, ...] = Field(min_length=1)
+    name: str | None = None
+
+
+_SCOPE_SPLIT = re.compile(r"[\s,]+")
+
+
+def parse_delegation_clients(text: str) -> tuple[KnownDelegation, ...]:
+    """CSV with a header: `client_id,scopes[,name]`; scopes separated by spaces or commas
+    (the Admin console's domain-wide delegation page shows the same two columns)."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = set(reader.fieldnames or ())
+    if not {"client_id", "scopes"} <= header or not header <= {"client_id", "scopes", "name"}:
+        raise ValueError("the header must be client_id,scopes[,name]")
+    clients: dict[str, KnownDelegation] = {}
+    for line, row in enumerate(reader, start=2):
+        client_id = (row.get("client_id") or "").strip()
+        try:
+            clients[client_id] = KnownDelegation(
+                client_id=client_id,
+                scopes=tuple(s for s in _SCOPE_SPLIT.split(row.get("scopes") or "") if s),
+                name=(row.get("name") or "").strip() or None,
+            )
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"line {line}: {where}: {first['msg']}") from None
+    return tuple(clients.values())
+
+
 class GoogleSettings(_Settings):
     kind: Literal["google"] = "google"
     credentials: SecretStr  # the service-account key JSON
@@ -121,6 +161,20 @@ class GoogleSettings(_Settings):
     iam_url: HttpsUrl = AnyHttpUrl("https://iam.googleapis.com/")
     token_uri: HttpsUrl = AnyHttpUrl("https://oauth2.googleapis.com/token")
     users_per_chunk: int = Field(default=500, ge=1, le=500)
+    # Directory and Reports share this many queries per window, per Cloud project and
+    # impersonated admin; Recert leaves `rate_limit_reserve` of it to other tools.
+    quota_per_minute: int = Field(default=2400, ge=1)
+    quota_window_seconds: float = Field(default=60.0, gt=0)  # 60 on Google; emulators scale it
+    rate_limit_reserve: float = Field(default=0.2, ge=0.0, lt=1.0)
+    # Nights between runs read only what changed; every this many days a full pass.
+    full_sync_days: int = Field(default=7, ge=1)
+    # `delegation_clients_file`: the CSV resolves into its text; parsed here.
+    delegation_clients: tuple[KnownDelegation, ...] = ()
+
+    @field_validator("delegation_clients", mode="before")
+    @classmethod
+    def _parse_delegation_clients(cls, value: Any) -> Any:
+        return parse_delegation_clients(value) if isinstance(value, str) else value
 
 
 TenantSettings = OktaSettings | EntraSettings | GoogleSettings

@@ -66,6 +66,7 @@ class AppSummary:
     risk: str  # "low" | "medium" | "high"
     risk_reasons: tuple[str, ...]
     reversible: bool = True  # False for Google third-party apps: revoking is final
+    last_use_unknown: str | None = None  # why the provider cannot tell last use (untrusted)
     # no_owner | owner_departed | owner_unresolvable | owner_is_app | not_mine |
     # owner_unreachable | user_consented
     orphan_reason: str | None = None
@@ -299,6 +300,8 @@ def _credential_view(credential: CredentialInfo, now: datetime) -> _CredentialVi
 
 
 def _last_used(app: AppSummary, now: datetime) -> str:
+    if app.last_use_unknown:
+        return f"Unknown: {_clean(app.last_use_unknown, _TEXT_LIMIT)}"
     if app.last_used_at is not None:
         return f"{_when(app.last_used_at)} ({_days_ago(app.last_used_at, now)})"
     if app.activity_known_since is not None:

@@ -31,7 +31,12 @@ app.conf.update(
     task_acks_late=False,  # only idempotent tasks opt in, per task
     worker_prefetch_multiplier=1,
     task_default_queue="recert",
-    task_routes={"jobs.tasks.discover_tenant": {"queue": "discovery"}},
+    task_routes={
+        "jobs.tasks.discover_tenant": {"queue": "discovery"},
+        "jobs.tasks.discover_fanned_out": {"queue": "discovery"},
+        "jobs.tasks.discover_chunk": {"queue": "discovery"},
+        "jobs.tasks.finish_discovery": {"queue": "discovery"},
+    },
     broker_transport_options={"visibility_timeout": 6 * 3600},  # longer than any task
     timezone="UTC",
     enable_utc=True,

@@ -35,3 +35,14 @@ def singleton(
         yield token
     finally:
         client.eval(_RELEASE, 1, key, token)
+
+
+def take(client: Any, name: str, ttl_seconds: int, prefix: str = "recert:lock:") -> str | None:
+    """Take `name` for a job that spans tasks; the token releases it, None if held."""
+    token = uuid.uuid4().hex
+    return token if client.set(prefix + name, token, nx=True, ex=ttl_seconds) else None
+
+
+def give_back(client: Any, name: str, token: str, prefix: str = "recert:lock:") -> None:
+    """Release what `take` returned; a lock someone else holds stays theirs."""
+    client.eval(_RELEASE, 1, prefix + name, token)

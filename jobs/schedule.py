@@ -8,12 +8,15 @@ from celery.schedules import crontab
 
 from recert.config import Settings
 
+# Providers whose discovery runs as parallel chunk tasks joined at the end.
+FANNED_OUT = {"google": "jobs.tasks.discover_fanned_out"}
+
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Nightly discovery per tenant (staggered), then the daily and weekly jobs."""
     schedule: dict[str, dict[str, Any]] = {
         f"discover:{tenant.name}": {
-            "task": "jobs.tasks.discover_tenant",
+            "task": FANNED_OUT.get(tenant.kind, "jobs.tasks.discover_tenant"),
             "schedule": crontab(hour=2, minute=(index * 7) % 60),
             "args": (tenant.name,),
         }

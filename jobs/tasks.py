@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
 import redis
+from celery import Task, chord
 from sqlalchemy import Engine
 
+from connectors.base import TransientError
 from jobs.celery_app import app, settings
-from jobs.locks import AlreadyRunning, singleton
-from recert import campaigns, db, notices
+from jobs.locks import AlreadyRunning, give_back, singleton, take
+from recert import campaigns, chunked, db, notices
 from recert import notify as outbox
 from recert.analysis import analyze
 from recert.clock import clock_from_env
@@ -105,3 +108,80 @@ def credential_expiry_notices() -> dict[str, Any]:
         return {**queued.as_dict(), **outbox.send_outbox(engine, settings, clock).as_dict()}
 
     return _locked("credential-expiry", job)
+
+
+# ----- Google: per-user chunks fanned out and joined ---------------------------------------
+
+CHUNK_RETRIES = 5
+
+
+@app.task(name="jobs.tasks.discover_fanned_out", acks_late=True, reject_on_worker_lost=True)
+def discover_fanned_out(tenant_name: str) -> dict[str, Any]:
+    """Start a discovery whose token reads run as one task per chunk of users, joined by
+    `finish_discovery`; the tenant's discovery lock is held from here to the join."""
+    tenant = settings.tenant(tenant_name)
+    name = f"discover:{tenant_name}"
+    client = redis.Redis.from_url(settings.celery.broker_url)
+    try:
+        token = take(client, name, LOCK_SECONDS)
+        if token is None:
+            return {"job": name, "status": "skipped", "error": "already running"}
+        try:
+            started = chunked.start_run(_engine(), tenant, clock_from_env())
+        except Exception:
+            give_back(client, name, token)
+            raise
+    finally:
+        client.close()
+    finish = finish_discovery.s(tenant_name, started.as_dict(), token)
+    chunks = [
+        discover_chunk.s(tenant_name, started.run_id, ids, started.plan.get("unknown_use"))
+        for ids in started.chunks
+    ]
+    joined = chord(chunks)(finish) if chunks else finish.delay([])
+    return {
+        "tenant": tenant_name,
+        "run_id": started.run_id,
+        "status": "running",
+        "chunks": len(chunks),
+        "finish_task_id": joined.id,
+    }
+
+
+@app.task(name="jobs.tasks.discover_chunk", bind=True, acks_late=True, reject_on_worker_lost=True)
+def discover_chunk(
+    self: Task, tenant_name: str, run_id: int, user_ids: list[str], unknown_use: str | None
+) -> dict[str, Any]:
+    """One chunk of users' tokens. Idempotent; transient failures retry with backoff and
+    jitter; whatever still fails is reported to the join, which then fails the run."""
+    tenant = settings.tenant(tenant_name)
+    try:
+        return chunked.load_chunk(
+            _engine(), tenant, clock_from_env(), run_id, user_ids, unknown_use
+        )
+    except TransientError as error:
+        if self.request.retries < CHUNK_RETRIES:
+            delay = min(300, 2**self.request.retries * 10) * random.uniform(0.5, 1.0)
+            raise self.retry(exc=error, countdown=delay) from None
+        return {"ok": False, "error": str(error)}
+    except Exception as error:  # reported to the join: the run fails, sweeping nothing
+        return {"ok": False, "error": str(error) or type(error).__name__}
+
+
+@app.task(name="jobs.tasks.finish_discovery", acks_late=True, reject_on_worker_lost=True)
+def finish_discovery(
+    chunks: list[dict[str, Any]], tenant_name: str, started: dict[str, Any], token: str
+) -> dict[str, Any]:
+    """The join: the rest of the tenant, then the sweep if every chunk succeeded; then
+    owners and risk, as after any discovery."""
+    tenant = settings.tenant(tenant_name)
+    client = redis.Redis.from_url(settings.celery.broker_url)
+    try:
+        engine, clock = _engine(), clock_from_env()
+        summary = chunked.finish_run(engine, tenant, clock, started, chunks)
+        if summary.status == "complete":
+            analyze(engine, settings, clock, [tenant_name])
+        return summary.as_dict()
+    finally:
+        give_back(client, f"discover:{tenant_name}", token)
+        client.close()

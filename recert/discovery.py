@@ -179,7 +179,7 @@ def _finish_complete(
 ) -> None:
     with session_scope(engine) as session:
         loader = _loader(session, tenant, tenant_id, run_id, started)
-        gone = loader.sweep(checkpoint.full)
+        gone = loader.sweep(checkpoint)
         summary.status, summary.full = SyncStatus.COMPLETE, checkpoint.full
         summary.deleted, summary.new = summary.deleted + len(gone), loader.count_new()
         run = session.get(SyncRun, run_id)

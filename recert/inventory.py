@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from connectors.base import LAST_USE_UNKNOWN, SEEN_SINCE
 from recert.models import Credential, Grant, Ownership, Principal, Tenant
 from recert.store import grouped
 
@@ -71,6 +72,8 @@ def _entry(
         ],
         "last_used_at": _iso(p.last_used_at),
         "activity_known_since": _iso(p.activity_window_start),
+        "last_use_unknown": p.raw.get(LAST_USE_UNKNOWN),
+        "seen_since": p.raw.get(SEEN_SINCE),
         "risk": p.risk,
         "risk_reasons": p.risk_reasons,
         "publisher": p.publisher,

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, and_, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from connectors.base import LAST_USE_UNKNOWN
 from emails import render as mail
 from emails import wording
 from emails.send import HardBounce, SendError, SmtpServer, TransientSendError, send
@@ -311,6 +312,7 @@ def _app_summaries(
             risk=c.principal.risk,
             risk_reasons=tuple(c.principal.risk_reasons),
             reversible=c.principal.kind != "third_party_app",
+            last_use_unknown=c.principal.raw.get(LAST_USE_UNKNOWN),
             orphan_reason=(orphan_reasons or {}).get(c.principal.id or 0)
             or _orphan_reason(c.owners, c.item),
         )

@@ -24,6 +24,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlmodel import Session, col, select
 
+from connectors.base import LAST_USE_UNKNOWN
 from emails import wording
 from emails.text import finalize
 from recert import links
@@ -42,6 +43,7 @@ TITLES = {
     "uncataloged": "Apps missing from the catalog",
 }
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NO_USE_DATA = {"last_used_at": None, "activity_known_since": None, "days_unused": None}
 
 
 def _reviewable(session: Session, tenant: str | None) -> list[tuple[Principal, str]]:
@@ -162,9 +164,15 @@ def orphans(
 def stale(
     session: Session, settings: Settings, now: datetime, tenant: str | None = None
 ) -> list[dict[str, Any]]:
+    """Stale apps, then apps whose last use the provider cannot report (`days_unused` null,
+    `last_use_unknown` says why): their silence is not disuse."""
     days = settings.risk.stale_days
-    report = []
+    report, unknown = [], []
     for principal, name in _reviewable(session, tenant):
+        why = principal.raw.get(LAST_USE_UNKNOWN)
+        if why:
+            unknown.append({**_base(principal, name), **_NO_USE_DATA, "last_use_unknown": why})
+            continue
         if not is_stale(principal, days, now):
             continue
         since = principal.last_used_at or principal.activity_window_start
@@ -174,9 +182,10 @@ def stale(
                 "last_used_at": _iso(principal.last_used_at),
                 "activity_known_since": _iso(principal.activity_window_start),
                 "days_unused": (now - since).days if since else None,
+                "last_use_unknown": None,
             }
         )
-    return report
+    return report + unknown
 
 
 def risky(
@@ -184,7 +193,12 @@ def risky(
 ) -> list[dict[str, Any]]:
     rank = {"high": 0, "medium": 1}
     rows = [
-        {**_base(p, name), "risk": p.risk, "reasons": list(p.risk_reasons)}
+        {
+            **_base(p, name),
+            "risk": p.risk,
+            "reasons": list(p.risk_reasons),
+            "last_use_unknown": p.raw.get(LAST_USE_UNKNOWN),
+        }
         for p, name in _reviewable(session, tenant)
         if p.risk in rank
     ]

@@ -324,16 +324,20 @@ class PageLoader:
             )
             self.removed += result.rowcount  # type: ignore[attr-defined]
 
-    def sweep(self, full: bool) -> list[tuple[int, str]]:
-        """After a clean run: retire what the run did not see. Returns deleted principals."""
-        tenant_principals = select(Principal.id).where(Principal.tenant_id == self.tenant_id)
-        if full:
-            owners = tenant_principals
+    def sweep(self, checkpoint: base.Checkpoint) -> list[tuple[int, str]]:
+        """After a clean run: retire what the run did not see, except what the checkpoint
+        says it could not see. Returns deleted principals."""
+        unseen = select(Principal.id).where(
+            Principal.tenant_id == self.tenant_id, col(Principal.last_seen_run_id) != self.run_id
+        )
+        kept = self._kept_unseen(unseen, checkpoint)
+        if checkpoint.full:
+            owners = select(Principal.id).where(Principal.tenant_id == self.tenant_id)
             gone = self.session.exec(
                 select(Principal.id, Principal.external_id).where(
-                    Principal.tenant_id == self.tenant_id,
+                    col(Principal.id).in_(unseen),
                     col(Principal.status) != Status.DELETED,
-                    col(Principal.last_seen_run_id) != self.run_id,
+                    col(Principal.id).not_in(kept),
                 )
             ).all()
             if gone:
@@ -352,15 +356,54 @@ class PageLoader:
             )
         else:
             gone = []
-            owners = tenant_principals.where(Principal.last_seen_run_id == self.run_id)
+            owners = select(Principal.id).where(
+                Principal.tenant_id == self.tenant_id, Principal.last_seen_run_id == self.run_id
+            )
         for child in (Credential, Grant, OwnerHint):
+            stale = [
+                col(child.principal_id).in_(owners),
+                col(child.principal_id).not_in(kept),
+                col(child.last_seen_run_id) != self.run_id,
+            ]
+            if child is Grant:
+                stale += self._grant_rules(checkpoint)
+            self.session.execute(delete(child).where(*stale))
+        if checkpoint.consents_of:
             self.session.execute(
-                delete(child).where(
-                    col(child.principal_id).in_(owners),
-                    col(child.last_seen_run_id) != self.run_id,
+                delete(Grant).where(
+                    col(Grant.principal_id).in_(
+                        select(Principal.id).where(Principal.tenant_id == self.tenant_id)
+                    ),
+                    col(Grant.consenting_user).in_(sorted(checkpoint.consents_of)),
+                    col(Grant.last_seen_run_id) != self.run_id,
                 )
             )
         return [(pid, external_id) for pid, external_id in gone if pid is not None]
+
+    def _kept_unseen(self, unseen: Any, checkpoint: base.Checkpoint) -> Any:
+        """Unseen principals the run could not have seen: of a kind no API lists in full,
+        or kept in the inventory by consents nobody could read."""
+        kinds = sorted(kind.value for kind in checkpoint.keep_kinds)
+        unread = sorted(checkpoint.unread_consents)
+        held = select(Grant.principal_id).where(col(Grant.consenting_user).in_(unread))
+        return select(Principal.id).where(
+            col(Principal.id).in_(unseen),
+            col(Principal.kind).in_(kinds) | col(Principal.id).in_(held),
+        )
+
+    @staticmethod
+    def _grant_rules(checkpoint: base.Checkpoint) -> list[Any]:
+        """Grants of unreadable consents stay; a run that re-read some people's consents
+        replaces only theirs (below), never another person's user grant."""
+        rules: list[Any] = []
+        if checkpoint.unread_consents:
+            unread = sorted(checkpoint.unread_consents)
+            rules.append(
+                col(Grant.consenting_user).is_(None) | col(Grant.consenting_user).not_in(unread)
+            )
+        if checkpoint.consents_of is not None:
+            rules.append(col(Grant.consenting_user).is_(None))
+        return rules
 
     def count_new(self) -> int:
         query = select(func.count()).where(

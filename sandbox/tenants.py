@@ -26,6 +26,7 @@ from sandbox.tls import SandboxCA, make_ca
 UNHURRIED_OKTA_LIMITS = dict.fromkeys(
     ("apps", "app_by_id", "users", "user_by_id", "logs", "api_tokens", "oauth2"), 10_000
 )
+UNHURRIED_GOOGLE_QUOTA = 100_000  # queries a minute; the config table says the same
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,13 @@ def running_tenants(
         ca=ca,
         okta=okta_org,
         entra=entra.build(seed, sizes.entra_principals, now=moment),
-        google=google.build(seed, sizes.google_principals, users=sizes.google_users, now=moment),
+        google=google.build(
+            seed,
+            sizes.google_principals,
+            users=sizes.google_users,
+            now=moment,
+            quota_per_minute=UNHURRIED_GOOGLE_QUOTA,
+        ),
         oidc=install_oidc(okta_org),
     )
     secrets = directory / "secrets"

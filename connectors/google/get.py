@@ -1,6 +1,7 @@
 """API calls only: one function per Google method, raw JSON in and out.
 
-Every list asks for its largest page and only the fields the transform reads.
+Every list asks for its largest page and only the fields the transform reads. Directory
+and Reports calls say so (`api=`), so the client paces them against their shared quota.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from typing import Any
 
 from connectors.google.client import GoogleClient
 
-USERS_PAGE = 500
-ACTIVITIES_PAGE = 1000
-ACCOUNTS_PAGE = 100
+USERS_PAGE = 500  # users.list maxResults 1-500 (admin.directory_v1.json)
+ACTIVITIES_PAGE = 1000  # activities.list maxResults 1-1000 (admin.reports_v1.json)
+ACCOUNTS_PAGE = 100  # serviceAccounts.list pageSize max 100 (iam.v1.json)
 USER_FIELDS = "nextPageToken,users(id,primaryEmail,name/fullName,suspended,archived,relations)"
 TOKEN_FIELDS = "items(clientId,displayText,scopes,nativeApp,anonymous)"  # noqa: S105 - a field mask
 ACTIVITY_FIELDS = "nextPageToken,items(id/time,actor(email,profileId),events(name,parameters))"
+ACTOR_FIELDS = "nextPageToken,items(id/time,actor/profileId)"
 ACCOUNT_FIELDS = (
     "nextPageToken,accounts(name,projectId,uniqueId,email,displayName,description,"
     "disabled,oauth2ClientId)"
@@ -35,18 +37,23 @@ async def users_page(
             customer=customer, maxResults=size, pageToken=page_token, fields=fields
         ),
         "users",
+        api="directory",
     )
 
 
 async def user_id(client: GoogleClient, user_key: str) -> Json:
     return await client.call(
-        lambda s: s.directory.users().get(userKey=user_key, fields="id"), user_key
+        lambda s: s.directory.users().get(userKey=user_key, fields="id"),
+        user_key,
+        api="directory",
     )
 
 
 async def user_tokens(client: GoogleClient, user_key: str) -> Json:
     return await client.call(
-        lambda s: s.directory.tokens().list(userKey=user_key, fields=TOKEN_FIELDS), user_key
+        lambda s: s.directory.tokens().list(userKey=user_key, fields=TOKEN_FIELDS),
+        user_key,
+        api="directory",
     )
 
 
@@ -54,27 +61,38 @@ async def delete_token(client: GoogleClient, user_key: str, client_id: str) -> N
     await client.call(
         lambda s: s.directory.tokens().delete(userKey=user_key, clientId=client_id),
         f"{user_key}:{client_id}",
+        api="directory",
     )
 
 
 async def activities_page(
     client: GoogleClient,
     application: str,
-    start_time: str,
-    page_token: str | None,
+    window: tuple[str, str],
+    page_token: str | None = None,
+    *,
     event_name: str | None = None,
+    filters: str | None = None,
+    size: int = ACTIVITIES_PAGE,
+    fields: str = ACTIVITY_FIELDS,
 ) -> Json:
+    """One page of `application`'s audit log in [start, end], newest first. Both ends are
+    always given: a bounded query is what Google validates (and pages consistently)."""
+    start, end = window
     return await client.call(
         lambda s: s.reports.activities().list(
             userKey="all",
             applicationName=application,
-            startTime=start_time,
+            startTime=start,
+            endTime=end,
             eventName=event_name,
-            maxResults=ACTIVITIES_PAGE,
+            filters=filters,
+            maxResults=size,
             pageToken=page_token,
-            fields=ACTIVITY_FIELDS,
+            fields=fields,
         ),
         f"activities/{application}",
+        api="reports",
     )
 
 

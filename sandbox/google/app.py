@@ -3,8 +3,20 @@
 Admin SDK Directory (users, tokens), Reports (activities.list), IAM (service accounts and
 their keys, disable/enable) and the OAuth token endpoint for the JWT-bearer grant, shaped
 as the bundled discovery documents define them: `pageToken`/`nextPageToken`, `fields`
-partial responses, Google's error bodies, 403 `userRateLimitExceeded` for the Admin SDK and
-429 `RESOURCE_EXHAUSTED` for IAM.
+partial responses, Google's error bodies. Strict where Google is:
+- Directory and Reports share one per-minute quota per project and impersonated user
+  (developers.google.com/workspace/admin/directory/v1/limits, .../reports/v1/limits):
+  Directory answers 403 `userRateLimitExceeded`, Reports 503; IAM throttles with 429.
+- `users.get` of an address outside the domain is 403 (another Workspace) or 400 (no
+  such domain), never 404 (GAM treats userNotFound, domainNotFound, forbidden and
+  badRequest alike: GAM-team/GAM src/gam/gamlib/glgapi.py USER_GET_THROW_REASONS).
+- `tokens.list` can fail for one user with 400, 403 or 404 (`break_tokens`), as GAM's
+  throw reasons for it list (src/gam/__init__.py, printShowTokens).
+- Reports rejects a bounded query (with `endTime`) starting 180 days back or earlier
+  (googleapis/google-api-python-client#148: "Start time is after end time";
+  Azure/Azure-Sentinel#9726 moved to 179 days); without `endTime` it clamps.
+- `projects/-/serviceAccounts/X` answers 403 for an account that does not exist; a named
+  project answers 404 (provider-facts.md, "Google").
 """
 
 from __future__ import annotations
@@ -14,11 +26,15 @@ import binascii
 import copy
 import functools
 import json
+import random
+import re
 import secrets
+import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -29,7 +45,8 @@ from google.auth import exceptions as auth_exceptions
 from google.auth import jwt
 
 from sandbox.google.fields import parse_fields, select
-from sandbox.google.seed import CUSTOMER_ID, RETENTION, Seed, rfc3339
+from sandbox.google.seed import CUSTOMER_ID, DOMAIN, RETENTION, Seed, rfc3339
+from sandbox.google.tokenlog import DAY_MS, Actor, Event, TokenLog, UseSeries, ms
 from sandbox.server import EmulatorApp, Request, Response
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth's fixed `aud`
@@ -40,6 +57,34 @@ AUDIT_READ = (SCOPE + "admin.reports.audit.readonly",)
 CLOUD = (SCOPE + "cloud-platform", SCOPE + "iam")
 REPORT_APPLICATIONS = frozenset({"token", "admin", "login", "drive", "saml", "user_accounts"})
 READER_EMAIL = "recert-reader@acme-ops.iam.gserviceaccount.com"
+READER_PROJECT = "acme-ops"
+CONSUMER_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+FILTER = re.compile(r"^(\w+)(==|<>|<=|>=|<|>)(.*)$")
+Clock = Callable[[], float]
+
+
+class Quota:
+    """Queries per sliding window per (project, user): Admin SDK quotas are per minute."""
+
+    def __init__(self, limit: int, window: float, clock: Clock) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self.throttled = 0
+        self.admitted: list[float] = []  # when each admitted query came (benchmarks, tests)
+
+    def admit(self, key: str) -> bool:
+        with self._lock:
+            now = self.clock()
+            seen = self._seen.setdefault(key, deque())
+            while seen and seen[0] <= now - self.window:
+                seen.popleft()
+            if len(seen) >= self.limit:
+                self.throttled += 1
+                return False
+            seen.append(now)
+            self.admitted.append(now)
+            return True
 
 
 @functools.cache
@@ -62,10 +107,18 @@ def _is_admin_sdk(path: str) -> bool:
 
 
 class GoogleEmulator(EmulatorApp):
-    def __init__(self, seed: Seed) -> None:
+    def __init__(
+        self,
+        seed: Seed,
+        *,
+        quota_per_minute: int = 2400,
+        quota_window: float = 60.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
         super().__init__()
         self.seed = seed
         self.now = seed.now
+        self.quota = Quota(quota_per_minute, quota_window, clock)
         self.key_id = f"{secrets.randbits(160):040x}"
         self.issued: dict[str, tuple[frozenset[str], str | None, float]] = {}
         self.users: list[dict[str, Any]] = [self._user_json(u) for u in seed.users]
@@ -74,6 +127,7 @@ class GoogleEmulator(EmulatorApp):
             u.id: {cid: self._token_json(u.email, t) for cid, t in u.tokens.items()}
             for u in seed.users
         }
+        self.token_faults: dict[str, int] = {}  # user id -> status tokens.list answers
         self.accounts: dict[str, list[dict[str, Any]]] = {p: [] for p in seed.projects}
         self.keys: dict[str, list[dict[str, Any]]] = {}
         for account in seed.service_accounts:
@@ -81,7 +135,7 @@ class GoogleEmulator(EmulatorApp):
             self.keys[account.unique_id] = [
                 self._key_json(account.project, account.email, k) for k in account.keys
             ]
-        self.token_events = self._token_events()
+        self.token_log = self._token_log()
         self.admin_events = self._admin_events()
         self._register()
 
@@ -139,6 +193,92 @@ class GoogleEmulator(EmulatorApp):
             "disabled": key.disabled,
         }
 
+    def _token_log(self) -> TokenLog:
+        """Consents, and (on editions that log it) every day's app use."""
+        series: list[UseSeries] = []
+        events: list[Event] = []
+        for user in self.seed.users:
+            actor = Actor(user.id, user.email)
+            for token in user.tokens.values():
+                events.append(self._authorize(actor, token.client_id, token, token.consented_at))
+                if token.last_used_at is None or self.seed.edition != "enterprise":
+                    continue
+                step = DAY_MS // token.uses_per_day
+                series.append(
+                    UseSeries(
+                        actor,
+                        token.client_id,
+                        token.display_text,
+                        ms(token.last_used_at),
+                        step,
+                        token.use_days * token.uses_per_day,
+                    )
+                )
+        return TokenLog(series, events, CUSTOMER_ID)
+
+    @staticmethod
+    def _authorize(actor: Actor, client_id: str, token: Any, at: datetime) -> Event:
+        return Event(
+            ms(at),
+            actor,
+            "authorize",
+            (
+                ("client_id", client_id),
+                ("app_name", token.display_text),
+                ("scope", tuple(token.scopes)),
+            ),
+        )
+
+    # ----- changes a test makes between runs ----------------------------------------------
+
+    def consent(self, user_id: str, token: Any, at: datetime) -> None:
+        """A user grants an app (tokens.list shows it; the log gets `authorize`)."""
+        user = self._find_user(user_id)
+        assert user is not None
+        with self.lock:
+            self.tokens.setdefault(user_id, {})[token.client_id] = self._token_json(
+                user["primaryEmail"], token
+            )
+            actor = Actor(user_id, user["primaryEmail"])
+            self.token_log.add(self._authorize(actor, token.client_id, token, at))
+
+    def revoke(self, user_id: str, client_id: str, at: datetime) -> None:
+        """A user (or an admin for them) revokes an app: the log gets `revoke`."""
+        user = self._find_user(user_id)
+        assert user is not None
+        with self.lock:
+            self.tokens.get(user_id, {}).pop(client_id, None)
+            self._log_revoke(Actor(user_id, user["primaryEmail"]), client_id, at)
+
+    def _log_revoke(self, actor: Actor, client_id: str, at: datetime) -> None:
+        params = (("client_id", client_id), ("app_name", client_id))
+        self.token_log.add(Event(ms(at), actor, "revoke", params))
+
+    def advance(self, delta: timedelta, active_share: float = 0.0, seed: int = 0) -> None:
+        """Time passes: `now` moves on, and `active_share` of the users' apps in use are
+        used through the interval at their usual daily rate (Enterprise edition)."""
+        start, self.now = self.now, self.now + delta
+        if self.seed.edition != "enterprise" or not active_share:
+            return
+        rng = random.Random(seed)
+        span = ms(self.now) - ms(start)
+        with self.lock:
+            for user in self.seed.users:
+                actor = Actor(user.id, user.email)
+                for token in user.tokens.values():
+                    if token.last_used_at is None or rng.random() >= active_share:
+                        continue
+                    step = DAY_MS // token.uses_per_day
+                    last = ms(self.now) - rng.randrange(min(step, span))
+                    count = max(1, (last - ms(start)) // step)
+                    self.token_log.series.append(
+                        UseSeries(actor, token.client_id, token.display_text, last, step, count)
+                    )
+
+    def break_tokens(self, user_id: str, status: int) -> None:
+        """tokens.list for this user answers `status` (400, 403 or 404) from now on."""
+        self.token_faults[user_id] = status
+
     def _activity(
         self, app: str, moment: datetime, actor: Any, event: dict[str, Any]
     ) -> dict[str, Any]:
@@ -154,32 +294,6 @@ class GoogleEmulator(EmulatorApp):
             "actor": {"email": actor.email, "profileId": actor.id, "callerType": "USER"},
             "events": [event],
         }
-
-    def _token_events(self) -> list[dict[str, Any]]:
-        items = []
-        for user in self.seed.users:
-            for token in user.tokens.values():
-                params = [
-                    {"name": "client_id", "value": token.client_id},
-                    {"name": "app_name", "value": token.display_text},
-                ]
-                authorize = {
-                    "type": "auth",
-                    "name": "authorize",
-                    "parameters": [*params, {"name": "scope", "multiValue": token.scopes}],
-                }
-                items.append(
-                    (
-                        token.consented_at,
-                        self._activity("token", token.consented_at, user, authorize),
-                    )
-                )
-                if token.last_used_at:
-                    use = {"type": "auth", "name": "activity", "parameters": params}
-                    items.append(
-                        (token.last_used_at, self._activity("token", token.last_used_at, user, use))
-                    )
-        return [item for _, item in sorted(items, key=lambda pair: pair[0], reverse=True)]
 
     def _admin_events(self) -> list[dict[str, Any]]:
         by_email = {u.email: u for u in self.seed.users}
@@ -205,6 +319,17 @@ class GoogleEmulator(EmulatorApp):
                     (client.removed_at, self._activity("admin", client.removed_at, actor, removal))
                 )
         return [item for _, item in sorted(items, key=lambda pair: pair[0], reverse=True)]
+
+    def remove_delegation(self, client_id: str, at: datetime) -> None:
+        """An admin removes a domain-wide delegation client in the Admin console."""
+        admin = self.seed.users[0]
+        removal = {
+            "type": "SECURITY_SETTINGS",
+            "name": "REMOVE_API_CLIENT_ACCESS",
+            "parameters": [{"name": "API_CLIENT_NAME", "value": client_id}],
+        }
+        with self.lock:
+            self.admin_events.insert(0, self._activity("admin", at, admin, removal))
 
     # ----- credentials ----------------------------------------------------------------------
 
@@ -245,6 +370,8 @@ class GoogleEmulator(EmulatorApp):
             "iam_url": f"{url}/",
             "token_uri": f"{url}/token",
             "ca_bundle": str(ca_bundle),
+            "quota_per_minute": self.quota.limit,
+            "quota_window_seconds": self.quota.window,
         }
 
     def inject_malformed(self) -> dict[str, str]:
@@ -270,14 +397,24 @@ class GoogleEmulator(EmulatorApp):
 
     # ----- hooks ----------------------------------------------------------------------------
 
+    throttle_reason = "userRateLimitExceeded"  # what `faults.throttle_next` answers on Directory
+
     def throttled(self, request: Request) -> Response:
+        if request.path.startswith("/admin/reports/"):
+            # Reports signals its quota with 503 (provider-facts.md; GAM maps a 503
+            # "quota exceeded for the current request" to quotaExceeded).
+            body = google_error(503, "quota exceeded for the current request", "UNAVAILABLE")
+            return Response(503, body)
         if _is_admin_sdk(request.path):
+            if self.throttle_reason == "429":
+                body = google_error(429, "Too many requests.", "RESOURCE_EXHAUSTED")
+                return Response(429, body)
             body = google_error(
                 403,
                 "Quota exceeded for quota metric 'Queries' and limit "
                 "'Queries per minute per user'.",
                 "PERMISSION_DENIED",
-                "userRateLimitExceeded",
+                self.throttle_reason,
                 "usageLimits",
             )
             return Response(403, body)
@@ -327,6 +464,8 @@ class GoogleEmulator(EmulatorApp):
             denied = self._check_token(request, scopes)
             if denied:
                 return denied
+            if _is_admin_sdk(request.path) and not self.quota.admit(self._quota_key(request)):
+                return self.throttled(request)
             request.params = {k: unquote(v) for k, v in request.params.items()}
             response = handler(request)
             fields = request.arg("fields")
@@ -338,6 +477,11 @@ class GoogleEmulator(EmulatorApp):
             return response
 
         return guarded
+
+    def _quota_key(self, request: Request) -> str:
+        """Admin SDK quotas count per Cloud project and per impersonated user."""
+        grant = self.issued.get(request.headers.get("authorization", "").removeprefix("Bearer "))
+        return f"{READER_PROJECT}:{grant[1] if grant else ''}"
 
     def _check_token(self, request: Request, scopes: tuple[str, ...]) -> Response | None:
         header = request.headers.get("authorization", "")
@@ -489,12 +633,34 @@ class GoogleEmulator(EmulatorApp):
         return Response(200, body)
 
     def _get_user(self, request: Request) -> Response:
-        user = self._find_user(request.params["userKey"])
-        return Response(200, user) if user else self._user_not_found()
+        key = request.params["userKey"]
+        user = self._find_user(key)
+        if user:
+            return Response(200, user)
+        return self._foreign_user(key) or self._user_not_found()
+
+    @staticmethod
+    def _foreign_user(key: str) -> Response | None:
+        """Outside the domain: 403 for another Workspace, 400 for a consumer address."""
+        domain = key.rpartition("@")[2].lower() if "@" in key else None
+        if domain is None or domain == DOMAIN:
+            return None
+        if domain in CONSUMER_DOMAINS:
+            return Response(400, google_error(400, "Bad Request", "INVALID_ARGUMENT", "badRequest"))
+        message = "Not Authorized to access this resource/api"
+        return Response(403, google_error(403, message, "PERMISSION_DENIED", "forbidden"))
 
     def _list_tokens(self, request: Request) -> Response:
         user = self._find_user(request.params["userKey"])
         if user is None or "id" not in user:
+            return self._foreign_user(request.params["userKey"]) or self._user_not_found()
+        fault = self.token_faults.get(user["id"])
+        if fault == 400:
+            return Response(400, google_error(400, "Invalid Input", "INVALID_ARGUMENT", "invalid"))
+        if fault == 403:
+            message = "Not Authorized to access this resource/api"
+            return Response(403, google_error(403, message, "PERMISSION_DENIED", "forbidden"))
+        if fault == 404:
             return self._user_not_found()
         body: dict[str, Any] = {"kind": "admin#directory#tokenList", "etag": '"tokens"'}
         items = list(self.tokens.get(user["id"], {}).values())
@@ -510,6 +676,8 @@ class GoogleEmulator(EmulatorApp):
             return Response(
                 404, google_error(404, "Resource Not Found: clientId", "NOT_FOUND", "notFound")
             )
+        actor = Actor(user["id"], user["primaryEmail"])
+        self._log_revoke(actor, request.params["clientId"], self.now)
         return Response(204)
 
     # ----- reports --------------------------------------------------------------------------
@@ -526,27 +694,80 @@ class GoogleEmulator(EmulatorApp):
             end = self._time(request.arg("endTime"), self.now)
         except ValueError:
             return self._bad_request(request, "Invalid Input: startTime/endTime")
-        start = max(start, self.now - RETENTION)
-        source = {"token": self.token_events, "admin": self.admin_events}.get(app, [])
-        wanted = request.arg("eventName")
-        user_key = request.params["userKey"]
+        oldest = self.now - RETENTION
+        if (request.arg("endTime") and start <= oldest) or start > end:
+            return self._bad_request(request, "Invalid request: Start time is after end time.")
+        start = max(start, oldest)
+        keep = self._event_filter(request)
+        if app == "token":
+            return self._token_page(request, ms(start), ms(end), size, keep)
+        source = self.admin_events if app == "admin" else []
         items = [
             item
             for item in source
             if start <= self._time(item["id"]["time"], start) <= end
-            and (not wanted or any(e["name"] == wanted for e in item["events"]))
-            and user_key in ("all", item["actor"]["email"], item["actor"]["profileId"])
+            and any(keep(e["name"], _actor(item), _params(e)) for e in item["events"])
         ]
         paged = self._page(request, items, size)
         if isinstance(paged, Response):
             return paged
         chunk, following = paged
+        return self._activities_body(chunk, following)
+
+    @staticmethod
+    def _activities_body(items: list[Any], following: str | None) -> Response:
         body: dict[str, Any] = {"kind": "admin#reports#activities", "etag": '"activities"'}
-        if chunk:
-            body["items"] = chunk
+        if items:
+            body["items"] = items
         if following:
             body["nextPageToken"] = following
         return Response(200, body)
+
+    def _token_page(
+        self, request: Request, start: int, end: int, size: int, keep: Callable[..., bool]
+    ) -> Response:
+        cursor: tuple[int, int] | None = None
+        token = request.arg("pageToken")
+        if token:
+            try:
+                kind, moment, series = base64.urlsafe_b64decode(token).decode().split(":")
+                if kind != "c" or self.faults.expire_page_tokens:
+                    raise ValueError(kind)
+                cursor = (int(moment), int(series))
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                return self._bad_request(request, "Invalid Input")
+        items, following = self.token_log.page(start, end, cursor, size, keep)
+        encoded = (
+            base64.urlsafe_b64encode(f"c:{following[0]}:{following[1]}".encode()).decode()
+            if following
+            else None
+        )
+        return self._activities_body(items, encoded)
+
+    def _event_filter(self, request: Request) -> Callable[..., bool]:
+        """`eventName`, `userKey` and `filters` (comma-separated `param<op>value`, ANDed; a
+        parameter given twice keeps its last value: admin.reports_v1.json `filters`)."""
+        wanted = request.arg("eventName")
+        user_key = request.params["userKey"]
+        conditions: dict[str, tuple[str, str]] = {}
+        for part in (request.arg("filters") or "").split(","):
+            match = FILTER.match(part.strip())
+            if match:
+                conditions[match.group(1)] = (match.group(2), match.group(3))
+
+        def keep(name: str, actor: Any, parameters: dict[str, Any]) -> bool:
+            if wanted and name != wanted:
+                return False
+            if user_key != "all" and user_key not in (actor.id, actor.email):
+                return False
+            for parameter, (operator, value) in conditions.items():
+                if parameter not in parameters:
+                    return False
+                if not _compare(str(parameters[parameter]), operator, value):
+                    return False
+            return True
+
+        return keep
 
     @staticmethod
     def _time(text: str | None, default: datetime) -> datetime:
@@ -570,7 +791,18 @@ class GoogleEmulator(EmulatorApp):
 
     def _account_missing(self, request: Request) -> Response:
         name = f"projects/{request.params['project']}/serviceAccounts/{request.params['account']}"
+        if request.params["project"] == "-":
+            # The wildcard cannot tell "missing" from "not yours" (provider-facts.md).
+            permission = "iam.serviceAccounts.get"
+            message = f"Permission '{permission}' denied on resource (or it may not exist)."
+            return Response(403, google_error(403, message, "PERMISSION_DENIED"))
         return Response(404, google_error(404, f"Unknown service account: {name}", "NOT_FOUND"))
+
+    def delete_account(self, email: str) -> None:
+        """The account is deleted (by someone outside Recert)."""
+        with self.lock:
+            for accounts in self.accounts.values():
+                accounts[:] = [a for a in accounts if a.get("email") != email]
 
     def _list_accounts(self, request: Request) -> Response:
         project = request.params["project"]
@@ -616,3 +848,22 @@ class GoogleEmulator(EmulatorApp):
 
     def _enable(self, request: Request) -> Response:
         return self._set_disabled(request, False)
+
+
+def _actor(item: dict[str, Any]) -> Actor:
+    actor = item.get("actor", {})
+    return Actor(str(actor.get("profileId", "")), str(actor.get("email", "")))
+
+
+def _params(event: dict[str, Any]) -> dict[str, Any]:
+    return {p["name"]: p.get("value", p.get("multiValue")) for p in event.get("parameters", [])}
+
+
+def _compare(actual: str, operator: str, wanted: str) -> bool:
+    if operator == "==":
+        return actual == wanted
+    if operator == "<>":
+        return actual != wanted
+    return {"<": actual < wanted, "<=": actual <= wanted, ">": actual > wanted}.get(
+        operator, actual >= wanted
+    )

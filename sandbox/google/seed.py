@@ -2,6 +2,13 @@
 
 Everything is generated from `random.Random(seed)` relative to `now`, so a seed always
 describes the same tenant. The seed is also the ground truth tests assert against.
+
+Editions: `enterprise` logs a token `activity` event for app use, `business` does not
+(the token audit log's `activity` events exist only on some editions, e.g. Enterprise and
+Cloud Identity Premium; /work/shared/notes/provider-facts.md, "Google"). Apps in use are
+used for `use_days` days up to their last use, `uses_per_day` times a day, as the real log
+records many API-access events per user and app per day
+(developers.google.com/workspace/admin/reports/v1/appendix/activity/token, "activity").
 """
 
 from __future__ import annotations
@@ -37,10 +44,20 @@ HOSTILE_NAMES = (
 )
 APP_WORDS = ("Sheet", "Mail", "Sync", "Notes", "Board", "Sign", "Chat", "Calendar", "Backup", "CRM")
 APP_BRANDS = ("Acme", "Zen", "Flux", "Orbit", "Nimbus", "Quill", "Pixel", "Lumen", "Vector")
-GOOGLE_OWNED_CLIENTS = {
-    "77185425430.apps.googleusercontent.com": "Google Chrome",
+EDITIONS = ("enterprise", "business")
+GOOGLE_OWNED_CLIENTS = {"77185425430.apps.googleusercontent.com": "Google Chrome"}
+# Google's clients whose secrets are public and which scripts reuse to mint user tokens with
+# any scope: reviewed like third-party apps (provider-facts.md, "Google").
+REUSABLE_GOOGLE_CLIENTS = {
+    "764086051850-6qr4p6gpi6hn506pt8ejuq83di341hur.apps.googleusercontent.com": (
+        "Google Auth Library"
+    ),
     "32555940559.apps.googleusercontent.com": "Google Cloud SDK",
+    "407408718192.apps.googleusercontent.com": "OAuth 2.0 Playground",
+    "947318989803-6bn6qk8qdgf4n4g3pfee6491hc0brc4i.apps.googleusercontent.com": "Colaboratory",
 }
+FOREIGN_MANAGERS = ("boss@partner.example.org", "founder@gmail.com")  # 403 and 400
+DEPARTED_MANAGER = f"gone@{DOMAIN}"  # deleted: 404
 
 
 @dataclass
@@ -51,6 +68,8 @@ class SeedToken:
     native_app: bool
     consented_at: datetime
     last_used_at: datetime | None
+    use_days: int = 1  # days of use up to last_used_at
+    uses_per_day: int = 1  # `activity` events per day of use
 
 
 @dataclass
@@ -97,13 +116,18 @@ class SeedServiceAccount:
     keys: list[SeedKey] = field(default_factory=list)
 
     @property
-    def google_managed(self) -> bool:
-        return not self.email.endswith(f"@{self.project}.iam.gserviceaccount.com")
+    def default_account(self) -> bool:
+        """Compute Engine / App Engine default accounts: Google creates them, they hold
+        Editor, and they are user-managed (cloud.google.com/iam/docs/service-account-types)."""
+        return self.email.endswith(
+            ("@developer.gserviceaccount.com", "@appspot.gserviceaccount.com")
+        )
 
 
 @dataclass
 class Seed:
     now: datetime
+    edition: str
     users: list[SeedUser]
     dwd_clients: list[SeedDwdClient]
     service_accounts: list[SeedServiceAccount]
@@ -141,6 +165,11 @@ class _Generator:
             user.archived = 0.05 <= roll < 0.07
             if index >= len(managers) + 1:
                 user.manager_email = self.rng.choice(managers).email
+        # Managers the directory cannot answer for: another company's, a consumer account,
+        # and one deleted from this domain.
+        for user, manager in zip(users[-3:], (*FOREIGN_MANAGERS, DEPARTED_MANAGER), strict=False):
+            if user is not users[0]:
+                user.manager_email = manager
         return users
 
     def client_id(self) -> str:
@@ -169,6 +198,10 @@ class _Generator:
     def grant_tokens(self, users: list[SeedUser], app_count: int) -> None:
         apps = [(self.client_id(), self.app_name(i), self.scopes()) for i in range(app_count)]
         apps += [(cid, name, list(PLAIN_SCOPES[:3])) for cid, name in GOOGLE_OWNED_CLIENTS.items()]
+        apps += [
+            (cid, name, [PLAIN_SCOPES[1], RISKY_SCOPES[1]])
+            for cid, name in REUSABLE_GOOGLE_CLIENTS.items()
+        ]
         for client_id, name, scopes in apps:
             native = self.rng.random() < 0.2
             reach = max(1, int(len(users) * self.rng.choice((0.001, 0.005, 0.02, 0.1))))
@@ -182,16 +215,24 @@ class _Generator:
                     native_app=native,
                     consented_at=consented,
                     last_used_at=used if used and used > consented else None,
+                    use_days=self.rng.randint(1, 30),
+                    uses_per_day=self.rng.randint(2, 12),
                 )
 
-    def dwd_clients(self, count: int, admins: list[SeedUser]) -> list[SeedDwdClient]:
+    def dwd_clients(
+        self, count: int, admins: list[SeedUser], accounts: list[SeedServiceAccount]
+    ) -> list[SeedDwdClient]:
+        """Every fifth was authorized before the audit window; every third is the OAuth
+        client of one of the seeded service accounts (its `oauth2ClientId`)."""
         clients = []
+        own = [a for a in accounts if not a.disabled]
         for index in range(count):
             authorized = self.ago(1, 170) if index % 5 else self.ago(200, 400)
             removed = self.ago(0, 1) if index % 7 == 3 else None
+            joined = own[index // 3 % len(own)] if own and index % 3 == 1 else None
             clients.append(
                 SeedDwdClient(
-                    client_id=self.digits(21),
+                    client_id=joined.unique_id if joined else self.digits(21),
                     scopes=self.rng.sample(RISKY_SCOPES + PLAIN_SCOPES[1:], 2),
                     authorized_by=self.rng.choice(admins).email,
                     authorized_at=authorized,
@@ -202,6 +243,7 @@ class _Generator:
 
     def key(self, managed: bool) -> SeedKey:
         created = self.ago(1, 900)
+        disabled = not managed and self.rng.random() < 0.2
         kind = self.rng.random()
         if kind < 0.4:
             before = NEVER_EXPIRES
@@ -214,6 +256,7 @@ class _Generator:
             key_type="SYSTEM_MANAGED" if managed else "USER_MANAGED",
             valid_after=rfc3339(created),
             valid_before=before,
+            disabled=disabled,
         )
 
     def service_accounts(self, count: int, projects: tuple[str, ...]) -> list[SeedServiceAccount]:
@@ -225,12 +268,15 @@ class _Generator:
             if index < len(projects):
                 email = f"{self.digits(12)}-compute@developer.gserviceaccount.com"
                 name = "Compute Engine default service account"
+            elif index < 2 * len(projects):
+                email = f"{project}@appspot.gserviceaccount.com"
+                name = "App Engine default service account"
             account = SeedServiceAccount(
                 project=project,
                 unique_id=self.digits(21),
                 email=email,
                 display_name=name,
-                disabled=self.rng.random() < 0.1,
+                disabled=self.rng.random() < 0.1 or index == count - 1,
             )
             account.keys = [self.key(False) for _ in range(self.rng.randint(0, 3))]
             account.keys.append(self.key(True))
@@ -246,22 +292,27 @@ def generate(
     now: datetime,
     dwd_share: float = 0.1,
     service_account_share: float = 0.3,
+    edition: str = "enterprise",
 ) -> Seed:
     """`size` principals split into third-party apps, DWD clients and service accounts."""
+    if edition not in EDITIONS:
+        raise ValueError(f"edition must be one of {EDITIONS}")
     gen = _Generator(seed, now)
-    people = gen.users(max(users, 2))
+    people = gen.users(max(users, 5))
     dwd_count = max(1, round(size * dwd_share))
-    sa_count = max(len(projects), round(size * service_account_share))
+    sa_count = max(2 * len(projects), round(size * service_account_share))
     app_count = max(1, size - dwd_count - sa_count)
     gen.grant_tokens(people, app_count)
     admins = [people[0], *gen.rng.sample(people[1:], min(3, len(people) - 1))]
     for admin in admins:
         admin.is_admin = True
+    accounts = gen.service_accounts(sa_count, projects)
     return Seed(
         now=now,
+        edition=edition,
         users=people,
-        dwd_clients=gen.dwd_clients(dwd_count, admins),
-        service_accounts=gen.service_accounts(sa_count, projects),
+        dwd_clients=gen.dwd_clients(dwd_count, admins, accounts),
+        service_accounts=accounts,
         projects=projects,
         admin_email=people[0].email,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import sandbox.google
 from connectors.base import Page
 from connectors.google import GoogleConnector
+from connectors.pacing import LocalPacer
 from connectors.settings import GoogleSettings, settings_for
 from sandbox.google import GoogleEmulator
 from sandbox.server import EmulatorServer, serving
@@ -21,12 +23,25 @@ from sandbox.tls import SandboxCA
 
 @dataclass
 class Sleeps:
-    """The injected sleeper: records every wait, never sleeps."""
+    """The injected sleeper: records every wait and moves a virtual clock, never sleeps.
+    Sleepers wake in the order of their wake times, so concurrent waits overlap as they
+    would in real time. The emulator's quota window and the pacer run on this clock."""
 
     calls: list[float] = field(default_factory=list)
+    now: float = 0.0
+    waking: list[float] = field(default_factory=list)  # heap of pending wake times
 
     async def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+        target = self.now + seconds
+        heapq.heappush(self.waking, target)
+        while self.waking[0] < target:  # an earlier sleeper wakes first
+            await asyncio.sleep(0)
+        heapq.heappop(self.waking)
+        self.now = max(self.now, target)
+
+    def clock(self) -> float:
+        return self.now
 
 
 @dataclass
@@ -35,16 +50,23 @@ class Tenant:
     server: EmulatorServer
     settings: GoogleSettings
     sleeps: Sleeps
+    pacer: LocalPacer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.emulator.quota.clock = self.sleeps.clock
+        self.pacer = LocalPacer(sleep=self.sleeps, clock=self.sleeps.clock)
 
     def connector(self, **overrides: Any) -> GoogleConnector:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        return GoogleConnector(settings, sleep=self.sleeps, now=lambda: self.emulator.now)
+        return GoogleConnector(
+            settings, sleep=self.sleeps, now=lambda: self.emulator.now, pacer=self.pacer
+        )
 
-    def discover(self, **overrides: Any) -> list[Page]:
+    def discover(self, cursor: dict[str, Any] | None = None, **overrides: Any) -> list[Page]:
         async def run() -> list[Page]:
             connector = self.connector(**overrides)
             try:
-                return [page async for page in connector.discover()]
+                return [page async for page in connector.discover(cursor)]
             finally:
                 await connector.aclose()
 

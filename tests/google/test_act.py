@@ -65,7 +65,8 @@ def app_with_holders(tenant: Tenant) -> tuple[PrincipalRef, set[str]]:
         for cid in user.tokens:
             holders.setdefault(cid, set()).add(user.id)
     cid = max(holders, key=lambda c: len(holders[c]))
-    return PrincipalRef(cid, PrincipalKind.THIRD_PARTY_APP, cid), holders[cid]
+    users = tuple(sorted(holders[cid]))
+    return PrincipalRef(cid, PrincipalKind.THIRD_PARTY_APP, cid, users), holders[cid]
 
 
 def test_revoke_app_deletes_every_users_token(small: Tenant) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +17,9 @@ from tests.google.conftest import Tenant
 from tests.google.discovery_schema import check_response, document, method, validate
 
 DIRECTORY, REPORTS, IAM = "admin.directory_v1.json", "admin.reports_v1.json", "iam.v1.json"
+REUSABLE = "407408718192.apps.googleusercontent.com"  # the OAuth Playground
+END = "2099-01-01T00:00:00Z"  # in the future: the emulator's `now` bounds it
+START = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
 Call = Callable[[Services], Any]
 
 
@@ -67,6 +72,26 @@ CASES: list[tuple[str, str, Call]] = [
         lambda s: s.reports.activities().list(userKey="all", applicationName="admin"),
     ),
     (
+        REPORTS,
+        "reports.activities.list",
+        lambda s: s.reports.activities().list(
+            userKey="all",
+            applicationName="token",
+            eventName="activity",
+            filters=f"client_id=={REUSABLE}",
+            startTime=START,
+            endTime=END,
+            maxResults=1,
+        ),
+    ),
+    (
+        REPORTS,
+        "reports.activities.list",
+        lambda s: s.reports.activities().list(
+            userKey="all", applicationName="token", eventName="authorize", fields=get.ACTOR_FIELDS
+        ),
+    ),
+    (
         IAM,
         "iam.projects.serviceAccounts.list",
         lambda s: accounts(s).list(name="projects/acme-prod"),
@@ -75,7 +100,7 @@ CASES: list[tuple[str, str, Call]] = [
         IAM,
         "iam.projects.serviceAccounts.get",
         lambda s: accounts(s).get(
-            name="projects/-/serviceAccounts/svc-3@acme-data.iam.gserviceaccount.com"
+            name="projects/-/serviceAccounts/svc-5@acme-data.iam.gserviceaccount.com"
         ),
     ),
     (
@@ -84,14 +109,14 @@ CASES: list[tuple[str, str, Call]] = [
         lambda s: (
             accounts(s)
             .keys()
-            .list(name="projects/acme-data/serviceAccounts/svc-3@acme-data.iam.gserviceaccount.com")
+            .list(name="projects/acme-data/serviceAccounts/svc-5@acme-data.iam.gserviceaccount.com")
         ),
     ),
     (
         IAM,
         "iam.projects.serviceAccounts.disable",
         lambda s: accounts(s).disable(
-            name="projects/acme-data/serviceAccounts/svc-3@acme-data.iam.gserviceaccount.com",
+            name="projects/acme-data/serviceAccounts/svc-5@acme-data.iam.gserviceaccount.com",
             body={},
         ),
     ),
@@ -154,3 +179,66 @@ def test_emulator_routes_are_discovery_paths(
     assert spec["httpMethod"] == verb
     path = "/" + re.sub(r"\{[^}]+\}", "X", spec.get("flatPath", spec["path"]))
     assert any(v == verb and rx.match(path) for v, rx, _ in small.emulator.routes), path
+
+
+def _error_of(tenant: Tenant, request: Call) -> dict[str, Any]:
+    """The raw error body Google sends (what googleapiclient's HttpError carries)."""
+    from googleapiclient.errors import HttpError
+
+    client = GoogleClient(tenant.settings, sleep=tenant.sleeps)
+    try:
+        request(client._services()).execute()
+    except HttpError as error:
+        return dict(json.loads(error.content))
+    finally:
+        client._pool.shutdown()
+    raise AssertionError("the request succeeded")
+
+
+NOBODY = "nobody@acme-prod.iam.gserviceaccount.com"
+ERRORS: list[tuple[str, int, str | None, Call]] = [
+    (
+        "foreign user",
+        403,
+        "forbidden",
+        lambda s: s.directory.users().get(userKey="boss@partner.example.org"),
+    ),
+    ("consumer user", 400, "badRequest", lambda s: s.directory.users().get(userKey="x@gmail.com")),
+    (
+        "180 days back",
+        400,
+        "invalid",
+        lambda s: s.reports.activities().list(
+            userKey="all",
+            applicationName="token",
+            startTime="2000-01-01T00:00:00Z",
+            endTime=END,
+        ),
+    ),
+    (
+        "deleted account by wildcard",
+        403,
+        None,
+        lambda s: accounts(s).get(
+            name="projects/-/serviceAccounts/nobody@acme-prod.iam.gserviceaccount.com"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "reason", "request_of"), ERRORS, ids=[e[0] for e in ERRORS]
+)
+def test_errors_have_googles_shape(
+    small: Tenant, case: str, status: int, reason: str | None, request_of: Call
+) -> None:
+    body = _error_of(small, request_of)
+    error = body["error"]
+    assert error["code"] == status
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    assert isinstance(error["status"], str)
+    if reason:
+        assert [e["reason"] for e in error["errors"]] == [reason]
+    else:
+        assert "errors" not in error  # Cloud APIs speak in `status` only

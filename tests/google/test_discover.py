@@ -9,12 +9,19 @@ import pytest
 
 import sandbox.google
 from connectors.base import Consent, OwnerSource, PrincipalKind, Status
+from connectors.google import LogState, TokensRead
 from sandbox.google import GoogleEmulator
-from sandbox.google.seed import GOOGLE_OWNED_CLIENTS, HOSTILE_NAMES
+from sandbox.google.seed import (
+    DEPARTED_MANAGER,
+    FOREIGN_MANAGERS,
+    GOOGLE_OWNED_CLIENTS,
+    HOSTILE_NAMES,
+)
 from sandbox.server import serving
 from sandbox.tls import SandboxCA
 from tests.google.conftest import Sleeps, Tenant, settings_from
 from tests.google.truth import (
+    LOG_WINDOW,
     Stream,
     expected_delegations,
     expected_grants,
@@ -40,7 +47,7 @@ def large_run(
     assert pages[-1].checkpoint is not None
     assert pages[-1].checkpoint.full
     assert all(page.checkpoint is None for page in pages[:-1])
-    assert tenant.sleeps.calls == []
+    assert emulator.quota.throttled == 0
     print(
         f"\ngoogle discover: {len(emulator.users)} users, {len(emulator.requests)} requests, "
         f"{elapsed:.1f} s wall"
@@ -58,8 +65,11 @@ def test_people_and_managers(large_run: tuple[GoogleEmulator, Stream]) -> None:
         person = stream.people[user.id]
         assert person.active == user.active
         assert person.email == user.email
-        manager = by_email[user.manager_email].id if user.manager_email else None
-        assert person.manager_id == manager
+        manager = by_email.get(user.manager_email or "")
+        assert person.manager_id == (manager.id if manager else None)
+    assert {FOREIGN_MANAGERS[0], FOREIGN_MANAGERS[1], DEPARTED_MANAGER} <= {
+        u.manager_email for u in seed.users
+    }
 
 
 def test_third_party_apps_fold_user_tokens(large_run: tuple[GoogleEmulator, Stream]) -> None:
@@ -91,20 +101,20 @@ def test_last_use_inside_retention(large_run: tuple[GoogleEmulator, Stream]) -> 
     assert {cid: a.last_used_at for cid, a in stream.activity.items()} == expected
     assert None in expected.values()  # some apps unused for 180 days: no use seen
     window = {a.window_start for a in stream.activity.values()}
-    assert window == {emulator.now - sandbox.google.seed.RETENTION}
+    assert window == {emulator.now - LOG_WINDOW}
 
 
 def test_domain_wide_delegation_from_admin_audit(large_run: tuple[GoogleEmulator, Stream]) -> None:
     emulator, stream = large_run
     expected = expected_delegations(emulator.seed)
-    dwd = {p.external_id for p in stream.principals.values() if p.kind == PrincipalKind.OAUTH_APP}
+    dwd = {g.principal_id for g in stream.grants if g.consent == Consent.DOMAIN_WIDE}
     assert dwd == set(expected)
     grants = {
         (g.principal_id, g.permission) for g in stream.grants if g.consent == Consent.DOMAIN_WIDE
     }
     assert grants == {(cid, s) for cid, scopes in expected.items() for s in scopes}
     authorizers = {c.client_id: c.authorized_by for c in emulator.seed.dwd_clients}
-    hints = {h.principal_id: h for h in stream.owner_hints}
+    hints = {h.principal_id: h for h in stream.owner_hints if h.source == OwnerSource.AUDIT_CREATOR}
     for cid in expected:
         assert hints[cid].source == OwnerSource.AUDIT_CREATOR
         assert hints[cid].email == authorizers[cid]
@@ -124,7 +134,7 @@ def test_service_accounts_and_keys(large_run: tuple[GoogleEmulator, Stream]) -> 
         principal = accounts[account.unique_id]
         assert principal.app_id == account.email
         assert principal.status == (Status.DISABLED if account.disabled else Status.ACTIVE)
-        assert principal.platform_owned == account.google_managed
+        assert principal.platform_owned is False  # default accounts are user-managed too
     keys = {(c.principal_id, c.credential_id, c.expires_at) for c in stream.credentials}
     assert keys == expected_keys(seed)
     assert {c.type for c in stream.credentials} == {"key"}
@@ -142,18 +152,21 @@ def test_suspended_consenting_user(large_run: tuple[GoogleEmulator, Stream]) -> 
 
 
 def test_chunks_cover_the_same_stream(small: Tenant) -> None:
-    """The Celery form: one users page per call, chained by the returned token."""
+    """The Celery form: plan, people, tokens in chunks of user ids, then the rest."""
 
     async def chunked() -> tuple[int, Stream]:
         connector = small.connector(users_per_chunk=25)
-        pages, token, calls = [], None, 0
         try:
-            while True:
-                page, token = await connector.users_chunk(token)
+            plan = connector.plan(LogState())
+            pages = [page async for page in connector.people_pages(plan)]
+            chunks = await connector.token_chunks(plan, LogState())
+            read = TokensRead()
+            for chunk in chunks:
+                page, found = await connector.tokens_chunk(chunk, plan.unknown_use)
+                read.merge(found)
                 pages.append(page)
-                calls += 1
-                if token is None:
-                    return calls, fold(pages)
+            pages += [p async for p in connector.finish_pages(plan, LogState(), read)]
+            return len(chunks), fold(pages)
         finally:
             await connector.aclose()
 
@@ -161,10 +174,11 @@ def test_chunks_cover_the_same_stream(small: Tenant) -> None:
     assert calls == 5  # 120 users / 25
     assert len(stream.people) == 120
     whole = fold(small.discover())
-    assert stream.grants == {g for g in whole.grants if g.consent == Consent.USER}
+    assert stream.grants == whole.grants
     assert stream.people == whole.people
-    sizes = [r.arg("maxResults") for r in small.emulator.requests if r.path.endswith("/users")]
-    assert set(sizes) == {"25", "500"}
+    assert stream.activity == whole.activity
+    sizes = {r.arg("maxResults") for r in small.emulator.requests if r.path.endswith("/users")}
+    assert sizes == {"500"}
 
 
 def test_malformed_records_are_skipped_and_logged(

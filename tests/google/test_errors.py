@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from connectors.base import PermissionDenied, ProviderError, TransientError
-from connectors.google import GoogleConnector
+from connectors.google import GoogleConnector, LogState
 from connectors.google.client import MAX_ATTEMPTS
+from sandbox.server import free_port
 from tests.google.conftest import Tenant
 from tests.google.truth import fold
 
 
-def test_directory_quota_403_is_retried_with_backoff(small: Tenant) -> None:
+def test_directory_quota_403_waits_for_the_window(small: Tenant) -> None:
     small.emulator.faults.only_paths = r"/tokens$"
     small.emulator.faults.throttle_next = 3
     clean = fold(small.discover())
     quota = [r for r in small.emulator.requests if r.path.endswith("/tokens")]
     assert len(quota) == 120 + 3
-    assert len(small.sleeps.calls) == 3
-    assert all(0 < delay <= 64 for delay in small.sleeps.calls)
+    assert small.sleeps.calls
+    assert all(0 < delay <= 60 for delay in small.sleeps.calls)
+    assert sum(small.sleeps.calls) >= 15  # a quarter window at least: the quota turns
     assert len(clean.people) == 120
 
 
@@ -38,8 +41,8 @@ def test_iam_429_and_5xx_and_resets_recover(small: Tenant) -> None:
 
 def test_backoff_grows_and_gives_up(small: Tenant) -> None:
     small.emulator.faults.only_paths = r"/admin/directory/v1/users$"
-    small.emulator.faults.throttle_next = 100
-    with pytest.raises(TransientError, match=r"userRateLimitExceeded|Quota"):
+    small.emulator.faults.fail_next = 100
+    with pytest.raises(TransientError, match="unavailable"):
         small.discover()
     assert len(small.sleeps.calls) == MAX_ATTEMPTS - 1
     assert small.sleeps.calls[-1] > small.sleeps.calls[0]
@@ -74,9 +77,27 @@ def test_token_signed_by_another_key_is_refused(small: Tenant, tmp_path: Path) -
 
     async def first_page() -> None:
         try:
-            await connector.users_chunk(None)
+            await anext(connector.people_pages(connector.plan(LogState())))
         finally:
             await connector.aclose()
 
     with pytest.raises(PermissionDenied, match="invalid_grant"):
         asyncio.run(first_page())
+
+
+@pytest.mark.parametrize("endpoint", ["directory_url", "token_uri"])
+def test_an_unreachable_endpoint_fails_at_once_with_one_readable_line(
+    small: Tenant, endpoint: str
+) -> None:
+    dead = f"https://127.0.0.1:{free_port()}/" + ("token" if endpoint == "token_uri" else "")
+    started = time.monotonic()
+    with pytest.raises(TransientError) as raised:
+        small.discover(**{endpoint: dead})
+    assert time.monotonic() - started < 15
+    assert small.sleeps.calls == [], "no retries before the first answer"
+    message = str(raised.value)
+    assert message.startswith("google-test")
+    where = f"the token endpoint {dead}" if endpoint == "token_uri" else dead
+    assert f"cannot reach {where}: connection refused" in message
+    assert "\n" not in message
+    assert "Error(" not in message

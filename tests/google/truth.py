@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from connectors.base import Activity, Credential, Grant, OwnerHint, Page, Person, Principal
-from sandbox.google.seed import NEVER_EXPIRES, RETENTION, Seed
+from sandbox.google.seed import NEVER_EXPIRES, Seed
+
+LOG_WINDOW = timedelta(days=179)  # how far back Recert reads the audit logs
 
 
 @dataclass
@@ -26,6 +28,7 @@ def fold(pages: list[Page]) -> Stream:
         for principal in page.principals:
             earlier = stream.principals.setdefault(principal.external_id, principal)
             assert earlier.display_name == principal.display_name
+            stream.principals[principal.external_id] = principal  # the store keeps the last
         stream.grants.update(page.grants)
         stream.people.update((p.external_id, p) for p in page.people)
         stream.credentials.update(page.credentials)
@@ -48,21 +51,26 @@ def expected_grants(seed: Seed) -> set[tuple[str, str, str, str]]:
     }
 
 
+def millis(moment: datetime) -> datetime:
+    """The Reports API's precision: milliseconds."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def expected_last_use(seed: Seed) -> dict[str, datetime | None]:
-    """Latest authorize or activity event inside the Reports window, per client."""
-    window = seed.now - RETENTION
+    """Latest `activity` event in the 179 days read, per client (Enterprise edition)."""
+    window = seed.now - LOG_WINDOW
     last: dict[str, datetime | None] = {}
     for user in seed.users:
         for cid, token in user.tokens.items():
-            seen = [t for t in (token.consented_at, token.last_used_at) if t and t >= window]
-            best = max(seen, default=None)
+            used = token.last_used_at
+            best = millis(used) if used and used >= window else None
             current = last.get(cid)
             last[cid] = max(filter(None, (current, best)), default=None)
-    return {cid: seconds(t) if t else None for cid, t in last.items()}
+    return last
 
 
 def expected_delegations(seed: Seed) -> dict[str, list[str]]:
-    window = seed.now - RETENTION
+    window = seed.now - LOG_WINDOW
     return {
         c.client_id: c.scopes
         for c in seed.dwd_clients
@@ -80,5 +88,5 @@ def expected_keys(seed: Seed) -> set[tuple[str, str, datetime | None]]:
         (account.unique_id, key.key_id, parse(key.valid_before))
         for account in seed.service_accounts
         for key in account.keys
-        if key.key_type == "USER_MANAGED"
+        if key.key_type == "USER_MANAGED" and not key.disabled
     }
