@@ -29,6 +29,7 @@ Kind = Literal[
     "disabled_notice",
     "orphan_escalation",
     "orphan_report",
+    "enforcement_alert",
 ]
 
 
@@ -66,6 +67,9 @@ class AppSummary:
     orphan_reason: str | None = (
         None  # no_owner | owner_departed | owner_unresolvable | owner_is_app
     )
+    # People whose own consent a revoke deleted: they must consent again to use it.
+    must_consent_again: tuple[str, ...] = ()
+    note: str | None = None  # what happened to this app, e.g. why Recert could not change it
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,14 @@ class Digest:
     due_at: datetime | None
     iam_contact: str  # where questions and requests to re-enable go
     now: datetime  # the moment "in N days" and "N days ago" count from
+    note: str | None = None  # for IAM alerts: what happened and what to do
 
 
 _SUBJECT_LIMIT = 120
 _NAME_LIMIT = 200
 _TEXT_LIMIT = 500
 _PERMISSIONS_SHOWN = 30
+_PEOPLE_SHOWN = 50
 _CREDENTIALS_SHOWN = 10
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -138,6 +144,8 @@ def subject_for(digest: Digest) -> str:
             headline = f"Orphaned: {count} with no accountable owner"
         case "orphan_report":
             headline = f"Weekly orphan report, {_day(digest.now)}: {count} without an owner"
+        case "enforcement_alert":
+            headline = f"Enforcement needs the IAM team: {count}"
         case _:
             assert_never(digest.kind)
     return _truncate(headline, _SUBJECT_LIMIT)
@@ -177,6 +185,9 @@ class _AppView:
     risk_reasons: tuple[str, ...]
     reversible: bool
     orphan_reason: str
+    must_consent_again: tuple[str, ...]
+    more_people: int
+    note: str | None
 
 
 @dataclass(frozen=True)
@@ -192,6 +203,7 @@ class _DigestView:
     manager_copied: bool
     any_irreversible: bool
     orphan_reasons: tuple[tuple[str, int], ...]
+    note: str | None
 
 
 def _digest_view(digest: Digest, *, manager_copied: bool) -> _DigestView:
@@ -208,6 +220,7 @@ def _digest_view(digest: Digest, *, manager_copied: bool) -> _DigestView:
         manager_copied=manager_copied,
         any_irreversible=any(not app.reversible for app in apps),
         orphan_reasons=tuple(Counter(app.orphan_reason for app in apps).most_common()),
+        note=_clean(digest.note, _TEXT_LIMIT * 2) if digest.note else None,
     )
 
 
@@ -235,6 +248,11 @@ def _app_view(app: AppSummary, now: datetime) -> _AppView:
             if app.orphan_reason
             else "Reason not recorded"
         ),
+        must_consent_again=tuple(
+            _clean(person, _NAME_LIMIT) for person in app.must_consent_again[:_PEOPLE_SHOWN]
+        ),
+        more_people=max(0, len(app.must_consent_again) - _PEOPLE_SHOWN),
+        note=_clean(app.note, _TEXT_LIMIT) if app.note else None,
     )
 
 
@@ -274,7 +292,7 @@ def _last_used(app: AppSummary, now: datetime) -> str:
 def _greeting(digest: Digest) -> str:
     if digest.recipient_name:
         return f"Hello {_clean(digest.recipient_name, 100)},"
-    if digest.kind in ("orphan_escalation", "orphan_report"):
+    if digest.kind in ("orphan_escalation", "orphan_report", "enforcement_alert"):
         return "Hello IAM team,"
     return "Hello,"
 

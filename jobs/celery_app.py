@@ -1,13 +1,20 @@
-"""The Celery application: broker from the config, schedule from the config."""
+"""The Celery application: broker from the config, schedule from the config.
+
+Every queue a task is routed to is declared here, so a plain `celery -A jobs worker`
+consumes all of them (discovery included); `-Q` splits them across workers if wanted.
+"""
 
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Queue
 
 from jobs.schedule import beat_schedule
 from recert.config import load_settings
 
 settings = load_settings()
+
+QUEUES = ("recert", "discovery")  # discovery runs long: a worker may be given only it
 
 app = Celery(
     "recert",
@@ -19,9 +26,12 @@ app.conf.update(
     result_expires=24 * 3600,
     task_acks_late=False,  # only idempotent tasks opt in, per task
     worker_prefetch_multiplier=1,
+    task_queues=[Queue(name) for name in QUEUES],
     task_default_queue="recert",
     task_routes={"jobs.tasks.discover_tenant": {"queue": "discovery"}},
-    broker_transport_options={"visibility_timeout": 6 * 3600},  # longer than any task
+    # A task whose worker process died is requeued at once (reject_on_worker_lost); this
+    # only bounds how long a message of a worker killed as a whole waits to be redelivered.
+    broker_transport_options={"visibility_timeout": 6 * 3600},
     timezone="UTC",
     enable_utc=True,
     beat_schedule=beat_schedule(settings),

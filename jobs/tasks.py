@@ -1,61 +1,110 @@
-"""Thin tasks: names in, one `recert` call under a Redis lock, its summary out."""
+"""Thin tasks: names in, one `recert` call under the job's lock, its summary out.
+
+Every task is idempotent, so all of them are acked late and requeued when their worker
+process dies. The requeued delivery then finds the lock its dead predecessor held; it
+recognises its own task id there and retries once the lease has expired (one TTL after
+the last heartbeat), instead of being skipped. A different task holding the lock is a
+real overlap: that one is skipped and says who runs.
+"""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
-import redis
+from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy import Engine
 
 from jobs.celery_app import app, settings
-from jobs.locks import AlreadyRunning, singleton
-from recert import campaigns, db
+from recert import campaigns, db, enforcement, runs
 from recert import notify as outbox
-from recert.analysis import analyze
 from recert.clock import clock_from_env
-from recert.discovery import discover_tenant as run_discovery
+from recert.locks import AlreadyRunning, Holder, job_lock
 
-LOCK_SECONDS = 6 * 3600  # longer than any run; a killed worker's lock still expires
+LOCK_RETRIES = 10
+TRANSIENT_RETRIES = 3
 
 
-def _engine() -> Engine:
+@cache
+def engine() -> Engine:
+    """One engine (and pool) per worker process."""
     return db.require_current(db.make_engine(settings.database.url))
 
 
-def _locked(name: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    client = redis.Redis.from_url(settings.celery.broker_url)
+@worker_process_init.connect
+def _fresh_engine_after_fork(**_: Any) -> None:
+    """A forked child must not use the parent's pooled connections: drop them (without
+    closing the parent's sockets) and open its own on first use."""
+    if engine.cache_info().currsize:
+        engine().dispose(close=False)
+        engine.cache_clear()
+
+
+@worker_process_shutdown.connect
+def _close_engine(**_: Any) -> None:
+    if engine.cache_info().currsize:
+        engine().dispose()
+        engine.cache_clear()
+
+
+def _busy(task: Task, holder: Holder | None, expires_in: float, message: str) -> dict[str, Any]:
+    """Retry a redelivery whose own dead predecessor holds the lock; skip a real overlap."""
+    if holder is not None and holder.task_id == task.request.id:
+        countdown = expires_in + random.uniform(1.0, 3.0)
+        raise task.retry(countdown=countdown, max_retries=LOCK_RETRIES)
+    return {"status": "skipped", "error": message}
+
+
+def _locked(task: Task, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
-        with singleton(client, name, LOCK_SECONDS):
-            return job()
-    except AlreadyRunning:
-        return {"job": name, "status": "skipped", "error": "already running"}
-    finally:
-        client.close()
+        return job()
+    except AlreadyRunning as running:
+        return _busy(task, running.holder, running.expires_in, str(running))
 
 
-@app.task(name="jobs.tasks.discover_tenant", acks_late=True, reject_on_worker_lost=True)
-def discover_tenant(tenant_name: str) -> dict[str, Any]:
-    """Discovery, then owners and risk. Idempotent, so a redelivery is harmless."""
-    tenant = settings.tenant(tenant_name)
+TASK_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
+
+
+@app.task(name="jobs.tasks.discover_tenant", **TASK_OPTIONS)
+def discover_tenant(self: Task, tenant_name: str) -> dict[str, Any]:
+    """Discovery, then owners and risk."""
+    task_id = self.request.id
 
     def job() -> dict[str, Any]:
-        engine, clock = _engine(), clock_from_env()
-        summary = run_discovery(engine, tenant, clock)
-        if summary.status == "complete":
-            analyze(engine, settings, clock, [tenant_name])
-        return summary.as_dict()
+        clock = clock_from_env()
+        return runs.discover(
+            engine(), settings, tenant_name, clock, owner="celery", task_id=task_id
+        ).as_dict()
 
-    return _locked(f"discover:{tenant_name}", job)
+    return _locked(self, job)
 
 
-@app.task(name="jobs.tasks.open_due_campaigns", acks_late=True, reject_on_worker_lost=True)
-def open_due_campaigns() -> dict[str, Any]:
+@app.task(name="jobs.tasks.enforce_tenant", **TASK_OPTIONS)
+def enforce_tenant(self: Task, tenant_name: str) -> dict[str, Any]:
+    """The tenant's daily enforcement run, in its mode; transient provider failures are
+    retried with backoff and jitter."""
+    summary = enforcement.enforce(
+        engine(), settings, clock_from_env(), [tenant_name], owner="celery", task_id=self.request.id
+    )[0]
+    if summary.status == "skipped":
+        return _busy(self, summary.locked_by, summary.lock_expires_in, summary.error or "")
+    if summary.retrying and self.request.retries < TRANSIENT_RETRIES:
+        countdown = 300 * 2**self.request.retries * random.uniform(1.0, 1.5)
+        raise self.retry(countdown=countdown, max_retries=TRANSIENT_RETRIES)
+    return summary.as_dict()
+
+
+@app.task(name="jobs.tasks.open_due_campaigns", **TASK_OPTIONS)
+def open_due_campaigns(self: Task) -> dict[str, Any]:
     """Open a campaign for the risk tiers whose review cadence has elapsed."""
 
     def job() -> dict[str, Any]:
-        engine, clock = _engine(), clock_from_env()
-        with db.session_scope(engine) as session:
+        clock = clock_from_env()
+        lock = job_lock(settings, engine(), "campaigns", owner="celery", task_id=self.request.id)
+        with lock, db.session_scope(engine()) as session:
             tiers = campaigns.tiers_due(session, settings, clock.now())
             if not tiers:
                 return {"opened": None}
@@ -63,21 +112,31 @@ def open_due_campaigns() -> dict[str, Any]:
             opened = campaigns.open_campaign(session, settings, clock, name=name, risks=tiers)
             return {"opened": opened.as_dict()}
 
-    return _locked("campaigns", job)
+    return _locked(self, job)
 
 
-@app.task(name="jobs.tasks.notify", acks_late=True, reject_on_worker_lost=True)
-def notify() -> dict[str, Any]:
-    engine, clock = _engine(), clock_from_env()
-    return _locked("notify", lambda: outbox.notify(engine, settings, clock).as_dict())
-
-
-@app.task(name="jobs.tasks.weekly_orphan_report", acks_late=True, reject_on_worker_lost=True)
-def weekly_orphan_report() -> dict[str, Any]:
-    engine, clock = _engine(), clock_from_env()
-
+@app.task(name="jobs.tasks.notify", **TASK_OPTIONS)
+def notify(self: Task) -> dict[str, Any]:
     def job() -> dict[str, Any]:
-        queued = outbox.queue_orphan_report(engine, settings, clock)
-        return {"queued": queued, **outbox.send_outbox(engine, settings, clock).as_dict()}
+        clock = clock_from_env()
+        summary = runs.notify(engine(), settings, clock, owner="celery", task_id=self.request.id)
+        return summary.as_dict()
 
-    return _locked("orphan-report", job)
+    return _locked(self, job)
+
+
+@app.task(name="jobs.tasks.weekly_orphan_report", **TASK_OPTIONS)
+def weekly_orphan_report(self: Task) -> dict[str, Any]:
+    def job() -> dict[str, Any]:
+        clock = clock_from_env()
+        with job_lock(settings, engine(), "orphan-report", owner="celery", task_id=self.request.id):
+            queued = outbox.queue_orphan_report(engine(), settings, clock)
+            return {"queued": queued, **outbox.send_outbox(engine(), settings, clock).as_dict()}
+
+    return _locked(self, job)
+
+
+@app.task(name="jobs.tasks.reap_abandoned_runs", **TASK_OPTIONS)
+def reap_abandoned_runs(self: Task) -> dict[str, Any]:
+    """Close discovery runs left `running` by a process that died."""
+    return {"abandoned": runs.reap_abandoned(engine(), settings, clock_from_env())}

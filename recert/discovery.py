@@ -18,6 +18,7 @@ from sqlmodel import select
 
 from connectors import open_connector
 from connectors.base import Checkpoint, Connector, ConnectorError, Page
+from connectors.pacing import Pacer
 from recert import audit
 from recert.clock import Clock
 from recert.config import Tenant
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PageCallback = Callable[[str, Page], None]
 ConnectorFactory = Callable[[Tenant], Connector]
+Guard = Callable[[], None]  # raises when the run must stop (e.g. its lock was lost)
 
 
 @dataclass
@@ -80,9 +82,15 @@ def discover_tenant(
     *,
     connector: Connector | None = None,
     on_page: PageCallback | None = None,
+    pacer: Pacer | None = None,
+    guard: Guard | None = None,
 ) -> SyncSummary:
-    """One sync run for one tenant. A failed run is recorded and marks nothing deleted."""
-    return asyncio.run(_discover(engine, tenant, clock, connector, on_page))
+    """One sync run for one tenant. A failed run is recorded and marks nothing deleted.
+
+    `guard` is asked before anything is marked deleted: a run that lost its lock may
+    overlap another, and must not sweep what the other one stamped.
+    """
+    return asyncio.run(_discover(engine, tenant, clock, connector, on_page, pacer, guard))
 
 
 async def _discover(
@@ -91,6 +99,8 @@ async def _discover(
     clock: Clock,
     connector: Connector | None,
     on_page: PageCallback | None,
+    pacer: Pacer | None,
+    guard: Guard | None,
 ) -> SyncSummary:
     tenant_id = ensure_tenant(engine, tenant)
     started = clock.now()
@@ -104,7 +114,7 @@ async def _discover(
         assert run.id is not None
         run_id = run.id
     summary = SyncSummary(tenant=tenant.name, run_id=run_id, status=SyncStatus.RUNNING)
-    connector = connector or open_connector(tenant.read, now=clock.now)
+    connector = connector or open_connector(tenant.read, now=clock.now, pacer=pacer)
     kinds: dict[str, str] = {}  # external id -> kind; pages may repeat a principal
     checkpoint: Checkpoint | None = None
     try:
@@ -121,6 +131,8 @@ async def _discover(
                 on_page(tenant.name, page)
         if checkpoint is None:
             raise ConnectorError(tenant.name, "the listing ended without a checkpoint")
+        if guard:
+            guard()
     except Exception as error:  # any failure ends the run as failed, sweeping nothing
         if not isinstance(error, ConnectorError):
             log.exception("tenant %s: discovery crashed", tenant.name)

@@ -22,6 +22,7 @@ KINDS: tuple[Kind, ...] = (
     "disabled_notice",
     "orphan_escalation",
     "orphan_report",
+    "enforcement_alert",
 )
 
 MAIL_READWRITE = Permission(

@@ -1,0 +1,113 @@
+"""Jobs that must never overlap, run under their lock: the same code for a CLI command
+and a Celery task, so both take the same lock per (job, tenant).
+
+A discovery that holds its tenant's lock knows that any run of that tenant still marked
+`running` belongs to a process that died (its heartbeat stopped and its lease expired):
+it closes those runs as `abandoned` before starting its own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from recert import audit
+from recert.analysis import analyze
+from recert.broker import pacer_for
+from recert.clock import Clock
+from recert.config import Settings
+from recert.db import session_scope
+from recert.discovery import PageCallback, SyncSummary, discover_tenant
+from recert.locks import AlreadyRunning, job_lock
+from recert.models import SyncRun, SyncStatus, Tenant
+from recert.notify import NotifySummary
+from recert.notify import notify as run_notify
+
+log = logging.getLogger(__name__)
+
+
+def discover(
+    engine: Engine,
+    settings: Settings,
+    tenant_name: str,
+    clock: Clock,
+    *,
+    owner: str = "cli",
+    task_id: str | None = None,
+    on_page: PageCallback | None = None,
+) -> SyncSummary:
+    """One tenant's discovery under its lock, then risk and owners; AlreadyRunning if
+    another run holds the lock."""
+    tenant = settings.tenant(tenant_name)
+    with job_lock(settings, engine, "discover", tenant.name, owner=owner, task_id=task_id) as lease:
+        abandon_runs(engine, tenant.name, clock)
+        pacer = pacer_for(settings, tenant.name, shared=owner == "celery")
+        summary = discover_tenant(
+            engine, tenant, clock, on_page=on_page, pacer=pacer, guard=lease.check
+        )
+        if summary.status == SyncStatus.COMPLETE:
+            analyze(engine, settings, clock, [tenant.name])
+    return summary
+
+
+def notify(
+    engine: Engine,
+    settings: Settings,
+    clock: Clock,
+    *,
+    owner: str = "cli",
+    task_id: str | None = None,
+) -> NotifySummary:
+    """Queue what is due and send the outbox, under the notify lock."""
+    with job_lock(settings, engine, "notify", owner=owner, task_id=task_id):
+        return run_notify(engine, settings, clock)
+
+
+def abandon_runs(engine: Engine, tenant_name: str, clock: Clock) -> int:
+    """Close the tenant's runs still marked `running`; the caller holds its lock, so their
+    processes are gone. Returns how many were closed."""
+    with session_scope(engine) as session:
+        runs = session.exec(
+            select(SyncRun)
+            .join(Tenant, col(Tenant.id) == SyncRun.tenant_id)
+            .where(Tenant.name == tenant_name, SyncRun.status == SyncStatus.RUNNING)
+        ).all()
+        for run in runs:
+            run.status, run.finished_at = SyncStatus.ABANDONED, clock.now()
+            run.error = "its process stopped: the run's lock lost its heartbeat"
+            session.add(run)
+            audit.append(
+                session,
+                clock,
+                actor="recert",
+                action="discovery.abandoned",
+                subject_type="sync_run",
+                subject_id=str(run.id),
+                tenant=tenant_name,
+                data={"started_at": run.started_at.isoformat(), "error": run.error},
+            )
+    for run in runs:
+        log.warning("tenant %s: closed run %s as abandoned", tenant_name, run.id)
+    return len(runs)
+
+
+def reap_abandoned(engine: Engine, settings: Settings, clock: Clock) -> int:
+    """Close every run left `running` by a dead process, tenant by tenant: a tenant whose
+    discovery lock is free has no live run. Live runs are left alone."""
+    with session_scope(engine) as session:
+        tenants = session.exec(
+            select(Tenant.name)
+            .join(SyncRun, col(SyncRun.tenant_id) == Tenant.id)
+            .where(SyncRun.status == SyncStatus.RUNNING)
+            .distinct()
+        ).all()
+    closed = 0
+    for name in tenants:
+        try:
+            with job_lock(settings, engine, "discover", name, owner="reaper"):
+                closed += abandon_runs(engine, name, clock)
+        except AlreadyRunning:
+            continue  # a live discovery: its run is not abandoned
+    return closed
