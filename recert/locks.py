@@ -199,8 +199,9 @@ class Lease:
                 log.warning("lock %s: could not renew the lease: %s", self.name, error)
 
     def check(self) -> None:
-        """Raise LockLost unless the lease is certainly still ours."""
-        if self._lost.is_set() or time.monotonic() - self._renewed > self.ttl:
+        """Raise LockLost unless the lease is certainly still ours: renewed within two
+        thirds of its TTL, so a stalled holder gives up before anyone can take over."""
+        if self._lost.is_set() or time.monotonic() - self._renewed > self.ttl * 2 / 3:
             raise LockLost(f"{self.name}: the lock's lease was lost; stopping this run")
 
     def start(self) -> None:
