@@ -26,12 +26,18 @@ app.conf.update(
     result_expires=24 * 3600,
     task_acks_late=False,  # only idempotent tasks opt in, per task
     worker_prefetch_multiplier=1,
-    task_queues=[Queue(name) for name in QUEUES],
+    # Each queue has its own routing key: with one shared key a message routed to one
+    # queue would be delivered to both, and run twice.
+    task_queues=[Queue(name, routing_key=name) for name in QUEUES],
     task_default_queue="recert",
     task_routes={"jobs.tasks.discover_tenant": {"queue": "discovery"}},
-    # A task whose worker process died is requeued at once (reject_on_worker_lost); this
-    # only bounds how long a message of a worker killed as a whole waits to be redelivered.
-    broker_transport_options={"visibility_timeout": 6 * 3600},
+    # A task whose worker process died is requeued at once (reject_on_worker_lost); the
+    # visibility timeout only bounds how long a message of a worker killed as a whole
+    # waits to be redelivered.
+    broker_transport_options={
+        "visibility_timeout": 6 * 3600,
+        "global_keyprefix": settings.celery.key_prefix,
+    },
     timezone="UTC",
     enable_utc=True,
     beat_schedule=beat_schedule(settings),

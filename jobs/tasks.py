@@ -9,13 +9,14 @@ real overlap: that one is skipped and says who runs.
 
 from __future__ import annotations
 
+import importlib
 import random
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from sqlalchemy import Engine
 
 from jobs.celery_app import app, settings
@@ -26,6 +27,16 @@ from recert.locks import AlreadyRunning, Holder, job_lock
 
 LOCK_RETRIES = 10
 TRANSIENT_RETRIES = 3
+# The SDK each provider's connector imports on first use (the Okta SDK alone takes seconds).
+SDKS = {"okta": "okta.client", "entra": "msgraph", "google": "googleapiclient.discovery"}
+
+
+@worker_init.connect
+def _import_sdks_before_fork(**_: Any) -> None:
+    """Import the configured providers' SDKs once in the parent, so every forked pool
+    process, and the replacement of one that died, starts with them loaded."""
+    for kind in sorted({tenant.kind for tenant in settings.tenants}):
+        importlib.import_module(SDKS[kind])
 
 
 @cache
@@ -53,7 +64,7 @@ def _close_engine(**_: Any) -> None:
 def _busy(task: Task, holder: Holder | None, expires_in: float, message: str) -> dict[str, Any]:
     """Retry a redelivery whose own dead predecessor holds the lock; skip a real overlap."""
     if holder is not None and holder.task_id == task.request.id:
-        countdown = expires_in + random.uniform(1.0, 3.0)
+        countdown = expires_in + random.uniform(0.5, 2.0)
         raise task.retry(countdown=countdown, max_retries=LOCK_RETRIES)
     return {"status": "skipped", "error": message}
 

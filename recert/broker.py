@@ -67,7 +67,8 @@ def pacer_for(
     configured (or `shared`, under Celery) and answers; in this process otherwise."""
     if shared or broker_configured(settings):
         try:
-            return RedisPacer(broker(settings), tenant, sleep=sleep)
+            prefix = settings.celery.key_prefix
+            return RedisPacer(broker(settings), tenant, sleep=sleep, prefix=prefix)
         except BrokerUnavailable as error:
             log.warning("tenant %s: pacing in this process only: %s", tenant, error)
     return LocalPacer(sleep=sleep)

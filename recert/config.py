@@ -69,6 +69,8 @@ class CelerySettings(_Table):
     broker_url: str = "redis://localhost:6379/0"
     # A job lock expires this long after its holder's last heartbeat (a killed run's lock).
     lock_ttl_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+    # Before every key Recert and Celery keep in Redis: deployments can share one Redis.
+    key_prefix: str = ""
 
 
 class EnforcementSettings(_Table):

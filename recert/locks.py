@@ -215,7 +215,7 @@ class Lease:
 def lease_store(settings: Settings, engine: Engine) -> LeaseStore:
     """Redis when a broker is configured (it must answer), the database otherwise."""
     if broker_configured(settings):
-        return RedisLeases(broker(settings))
+        return RedisLeases(broker(settings), prefix=f"{settings.celery.key_prefix}recert:lock:")
     return DatabaseLeases(engine)
 
 
