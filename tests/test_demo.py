@@ -84,6 +84,13 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
     assert len(subjects) == 2
     assert subjects[0].startswith("Orphaned: ")
     assert subjects[1].startswith("Weekly orphan report")
+    day15 = summary["day15"]
+    assert {p["tenant"] for p in day15["plan"]} == set(by_tenant)
+    assert {p["mode"] for p in day15["plan"]} == {"dry-run"}
+    assert sum(sum(p["actions"].values()) for p in day15["plan"]) > 0
+    assert day15["answered"] == {"keep": 3, "revoke": 3, "reduce": 2}
+    assert "Enforcement plan, dry run" in result.stdout
+    assert f"RECERT_NOW={day15['at']} recert enforce --plan" in result.stdout
     assert {o["source"] for e in entries for o in e["owners"]} >= {
         "catalog",
         "idp_owner",

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from recert import enforcement, reports
+from recert import campaigns, enforcement, reports
 from recert.clock import FixedClock
 from recert.config import Settings
 from recert.db import session_scope
@@ -169,6 +169,19 @@ def test_enforce_on_okta_then_rerun_then_reenable_exactly(
         "enforcement.disable",
         "enforcement.remove_grant",
     ]
+
+    with session_scope(engine) as session:
+        [closed] = campaigns.status(session, world.campaign_id)
+        assert (closed["closed"], closed["items"], closed["enforced"]) == (True, 4, 4)
+        assert closed["decided"] == 2, "revoked and reduced were decided; silence was not"
+        item = session.get(ReviewItem, reduced_item.id)
+        assert item is not None
+        item.status = "pending"  # whatever happens later, the closing figures stay
+        session.add(item)
+    with session_scope(engine) as session:
+        assert campaigns.status(session, world.campaign_id) == [closed]
+        session.add(item)
+        item.status = "enforced"
 
     rows, audit_events, mails = (
         count(engine, EnforcementAction),

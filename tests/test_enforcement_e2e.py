@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,7 @@ class Timeline:
     chosen: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (tenant, id)
     expected: set[tuple[str, str, str]] = field(default_factory=set)
     plan: list[dict[str, Any]] = field(default_factory=list)
+    plan_text: str = ""
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
     done: set[tuple[str, str, str]] = field(default_factory=set)
@@ -265,6 +267,7 @@ def _day_fifteen(timeline: Timeline) -> None:
     result = cli(timeline, DAY15, "enforce", "--plan", "--format", "json")
     assert result.exit_code == 0, result.output
     timeline.plan = json.loads(result.stdout)
+    timeline.plan_text = cli(timeline, DAY15, "enforce", "--plan").stdout
     timeline.before = _snapshot(timeline)
     timeline.write("enforce", protected)
     enforced = cli(timeline, DAY15, "enforce", "--format", "json")
@@ -405,6 +408,15 @@ def test_the_day_15_plan_lists_exactly_what_is_due(timeline: Timeline) -> None:
     ):
         assert (chosen[role][0], action, chosen[role][1]) in planned, role
     assert all(p["mode"] == "dry-run" and p["blocked"] is None for p in timeline.plan)
+
+
+def test_the_text_plan_says_what_and_why(timeline: Timeline) -> None:
+    text = timeline.plan_text
+    for plan in timeline.plan:
+        assert f"{plan['tenant']} (mode dry-run): {len(plan['actions'])} actions" in text
+    protected = timeline.chosen["okta-protected"][1]
+    assert re.search(rf"refused\toauth_app\t{protected}\t.*\tprotected: ", text)
+    assert "cannot be undone: users must consent again: " in text
 
 
 def test_the_plan_holds_none_of_the_apps_the_rules_protect(timeline: Timeline) -> None:
