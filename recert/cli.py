@@ -313,8 +313,8 @@ def enforce(
     """Disable what nobody attested in time, within the safety rules.
 
     Each tenant's `enforcement` mode decides: off does nothing, dry-run (the default)
-    records the plan as an audit event, enforce carries it out. Exit 1 when a tenant is
-    blocked by a safety cap, already being enforced elsewhere, or a change failed.
+    records the plan as an audit event, enforce carries it out. Exit 1 when a safety rule
+    held a tenant's changes back, a tenant is being enforced elsewhere, or a change failed.
     """
     from recert import enforcement
     from recert.locks import AlreadyRunning
@@ -346,7 +346,8 @@ def enforce(
                 + (f"; {s.blocked}" if s.blocked and s.status == "blocked" else "")
                 + (f"; {s.error}" if s.error else "")
             )
-    if any(s.status in ("blocked", "skipped") or s.failed for s in summaries):
+    held_back = any(s.status == "blocked" and s.planned for s in summaries)
+    if held_back or any(s.status == "skipped" or s.failed for s in summaries):
         raise typer.Exit(1)
 
 

@@ -190,8 +190,10 @@ def _record_plan(engine: Engine, clock: Clock, tenant_plan: TenantPlan, action: 
 
 
 def _block(engine: Engine, settings: Settings, clock: Clock, tenant_plan: TenantPlan) -> int:
-    """A blocked tenant changes nothing; the IAM team hears once per distinct plan."""
-    if not _record_plan(engine, clock, tenant_plan, "enforcement.blocked"):
+    """A blocked tenant changes nothing; when that held changes back, the IAM team hears
+    once per distinct plan."""
+    recorded = _record_plan(engine, clock, tenant_plan, "enforcement.blocked")
+    if not recorded or not tenant_plan.actions:
         return 0
     planned = [a for a in tenant_plan.actions if a.action == DISABLE] or tenant_plan.actions
     with session_scope(engine) as session:
