@@ -30,6 +30,7 @@ Kind = Literal[
     "orphan_escalation",
     "orphan_report",
     "credential_expiry",
+    "enforcement_alert",
 ]
 
 
@@ -72,6 +73,9 @@ class AppSummary:
     orphan_reason: str | None = None
     rotate_url: str | None = None  # the provider's admin page for the app, where one exists
     rotate_steps: str | None = None  # how to rotate its credentials there, in plain words
+    # People whose own consent a revoke deleted: they must consent again to use it.
+    must_consent_again: tuple[str, ...] = ()
+    note: str | None = None  # what happened to this app, e.g. why Recert could not change it
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,14 @@ class Digest:
     due_at: datetime | None
     iam_contact: str  # where questions and requests to re-enable go
     now: datetime  # the moment "in N days" and "N days ago" count from
+    note: str | None = None  # for IAM alerts: what happened and what to do
 
 
 _SUBJECT_LIMIT = 120
 _NAME_LIMIT = 200
 _TEXT_LIMIT = 500
 _PERMISSIONS_SHOWN = 30
+_PEOPLE_SHOWN = 50
 _CREDENTIALS_SHOWN = 10
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -141,6 +147,8 @@ def subject_for(digest: Digest) -> str:
             headline = f"Weekly orphan report, {_day(digest.now)}: {count} without an owner"
         case "credential_expiry":
             headline = _expiry_headline(digest, count)
+        case "enforcement_alert":
+            headline = f"Enforcement needs the IAM team: {count}"
         case _:
             assert_never(digest.kind)
     return _truncate(headline, _SUBJECT_LIMIT)
@@ -197,6 +205,9 @@ class _AppView:
     orphaned: bool
     rotate_url: str | None
     rotate_steps: str | None
+    must_consent_again: tuple[str, ...]
+    more_people: int
+    note: str | None
 
 
 @dataclass(frozen=True)
@@ -214,6 +225,7 @@ class _DigestView:
     orphan_reasons: tuple[tuple[str, int], ...]
     credential_count: str
     to_iam: bool
+    note: str | None
 
 
 def _digest_view(digest: Digest, *, manager_copied: bool) -> _DigestView:
@@ -232,6 +244,7 @@ def _digest_view(digest: Digest, *, manager_copied: bool) -> _DigestView:
         orphan_reasons=tuple(Counter(app.orphan_reason for app in apps).most_common()),
         credential_count=_credentials(sum(len(app.credentials) for app in digest.apps)),
         to_iam=digest.recipient_email.lower() == digest.iam_contact.lower(),
+        note=_clean(digest.note, _TEXT_LIMIT * 2) if digest.note else None,
     )
 
 
@@ -264,6 +277,11 @@ def _app_view(app: AppSummary, now: datetime) -> _AppView:
         orphaned=app.orphan_reason is not None,
         rotate_url=_checked_url(app.rotate_url),
         rotate_steps=_clean(app.rotate_steps, _TEXT_LIMIT) if app.rotate_steps else None,
+        must_consent_again=tuple(
+            _clean(person, _NAME_LIMIT) for person in app.must_consent_again[:_PEOPLE_SHOWN]
+        ),
+        more_people=max(0, len(app.must_consent_again) - _PEOPLE_SHOWN),
+        note=_clean(app.note, _TEXT_LIMIT) if app.note else None,
     )
 
 
@@ -313,7 +331,7 @@ def _greeting(digest: Digest) -> str:
     if digest.recipient_name:
         return f"Hello {_clean(digest.recipient_name, 100)},"
     to_iam = digest.recipient_email.lower() == digest.iam_contact.lower()
-    if digest.kind in ("orphan_escalation", "orphan_report") or (
+    if digest.kind in ("orphan_escalation", "orphan_report", "enforcement_alert") or (
         to_iam and digest.kind == "credential_expiry"
     ):
         return "Hello IAM team,"

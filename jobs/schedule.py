@@ -13,15 +13,20 @@ FANNED_OUT = {"google": "jobs.tasks.discover_fanned_out"}
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Nightly discovery per tenant (staggered), then the daily and weekly jobs."""
-    schedule: dict[str, dict[str, Any]] = {
-        f"discover:{tenant.name}": {
+    """Nightly discovery and daily enforcement per tenant (staggered), then the daily and
+    weekly jobs, and a sweep that closes runs whose process died."""
+    schedule: dict[str, dict[str, Any]] = {}
+    for index, tenant in enumerate(settings.tenants):
+        schedule[f"discover:{tenant.name}"] = {
             "task": FANNED_OUT.get(tenant.kind, "jobs.tasks.discover_tenant"),
             "schedule": crontab(hour=2, minute=(index * 7) % 60),
             "args": (tenant.name,),
         }
-        for index, tenant in enumerate(settings.tenants)
-    }
+        schedule[f"enforce:{tenant.name}"] = {
+            "task": "jobs.tasks.enforce_tenant",
+            "schedule": crontab(hour=9, minute=(index * 7) % 60),
+            "args": (tenant.name,),
+        }
     schedule["campaigns"] = {
         "task": "jobs.tasks.open_due_campaigns",
         "schedule": crontab(hour=6, minute=0),
@@ -34,5 +39,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     schedule["orphan-report"] = {
         "task": "jobs.tasks.weekly_orphan_report",
         "schedule": crontab(day_of_week="mon", hour=7, minute=30),
+    }
+    schedule["reap-abandoned-runs"] = {
+        "task": "jobs.tasks.reap_abandoned_runs",
+        "schedule": crontab(minute="*/10"),
     }
     return schedule

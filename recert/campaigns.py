@@ -20,6 +20,7 @@ from recert.config import Settings
 from recert.models import (
     Campaign,
     Credential,
+    Decision,
     Grant,
     Ownership,
     Person,
@@ -224,13 +225,17 @@ def tiers_due(session: Session, settings: Settings, now: datetime) -> list[str]:
 
 
 def status(session: Session, campaign_id: int | None = None) -> list[dict[str, Any]]:
-    """Progress of one campaign (or every open one), per tenant and per owner."""
+    """Progress of one campaign (or every open one), per tenant and per owner. A closed
+    campaign shows the figures frozen when it closed."""
     campaigns = (
         [c for c in [session.get(Campaign, campaign_id)] if c]
         if campaign_id
         else open_campaigns(session)
     )
-    return [_status_of(session, campaign) for campaign in campaigns]
+    return [
+        dict(campaign.completion) if campaign.completion else _status_of(session, campaign)
+        for campaign in campaigns
+    ]
 
 
 def _status_of(session: Session, campaign: Campaign) -> dict[str, Any]:
@@ -240,25 +245,73 @@ def _status_of(session: Session, campaign: Campaign) -> dict[str, Any]:
         .join(Tenant, col(Tenant.id) == Principal.tenant_id)
         .where(ReviewItem.campaign_id == campaign.id)
     ).all()
+    answered = set(
+        session.exec(
+            select(Decision.review_item_id)
+            .join(ReviewItem, col(ReviewItem.id) == Decision.review_item_id)
+            .where(ReviewItem.campaign_id == campaign.id)
+        ).all()
+    )
     per_tenant: dict[str, Counter[str]] = defaultdict(Counter)
     per_owner: dict[str, Counter[str]] = defaultdict(Counter)
     for item, tenant in rows:
         for counter in (per_tenant[tenant], per_owner[item.reviewer_email]):
             counter["items"] += 1
             counter[item.status] += 1
-    decided = sum(1 for item, _ in rows if item.status == "decided")
+    # An item enforced after its owner chose to revoke or reduce it was decided too.
+    decided = sum(
+        1
+        for item, _ in rows
+        if item.status == "decided" or (item.status == "enforced" and item.id in answered)
+    )
     return {
         "campaign_id": campaign.id,
         "name": campaign.name,
         "opened_at": campaign.opened_at.isoformat(),
         "due_at": campaign.due_at.isoformat(),
         "closed": campaign.closed_at is not None,
+        "closed_at": campaign.closed_at.isoformat() if campaign.closed_at else None,
         "items": len(rows),
         "decided": decided,
+        "enforced": sum(1 for item, _ in rows if item.status == "enforced"),
         "completion": round(decided / len(rows), 3) if rows else 1.0,
         "per_tenant": {t: dict(c) for t, c in sorted(per_tenant.items())},
         "per_owner": {o: dict(c) for o, c in sorted(per_owner.items())},
     }
+
+
+FINISHED = ("decided", "enforced")
+
+
+def close_finished(session: Session, clock: Clock) -> list[int]:
+    """Close each campaign past its due date whose every item is decided or enforced,
+    freezing its completion figures; returns the ids closed."""
+    now = clock.now()
+    closed = []
+    for campaign in open_campaigns(session):
+        if now < campaign.due_at:
+            continue  # owners may still change their minds
+        unfinished = session.exec(
+            select(ReviewItem.id).where(
+                ReviewItem.campaign_id == campaign.id, col(ReviewItem.status).not_in(FINISHED)
+            )
+        ).first()
+        if unfinished is not None:
+            continue
+        campaign.closed_at = now
+        campaign.completion = _status_of(session, campaign)
+        session.add(campaign)
+        audit.append(
+            session,
+            clock,
+            actor="recert",
+            action="campaign.closed",
+            subject_type="campaign",
+            subject_id=str(campaign.id),
+            data=campaign.completion,
+        )
+        closed.append(campaign.id or 0)
+    return closed
 
 
 @dataclass(frozen=True)

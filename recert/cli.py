@@ -114,9 +114,14 @@ def init(output: FormatOption = Format.TEXT) -> None:
 
 @app.command()
 def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) -> None:
-    """Enumerate every configured tenant (or --tenant) and update the inventory."""
-    from recert.analysis import analyze
-    from recert.progress import discover_with_progress
+    """Enumerate every configured tenant (or --tenant) and update the inventory.
+
+    Each tenant's discovery holds that tenant's lock, shared with the Celery workers: a
+    tenant already being discovered elsewhere is skipped, named, and the exit code is 1.
+    """
+    from recert import runs
+    from recert.locks import AlreadyRunning
+    from recert.progress import step
 
     ctx = _context()
     tenants = [ctx.settings.tenant(n) for n in tenant] if tenant else ctx.settings.tenants
@@ -125,18 +130,28 @@ def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) ->
     for configured in tenants:
         require_secrets(configured.read)  # all missing credentials before any tenant runs
     engine = ctx.migrated_engine()
-    summaries = []
+    summaries, busy = [], []
     for configured in tenants:
-        summary = discover_with_progress(engine, configured, ctx.clock)
+        try:
+            with step(f"discover {configured.name}") as progress:
+                summary = runs.discover(
+                    engine,
+                    ctx.settings,
+                    configured.name,
+                    ctx.clock,
+                    on_page=lambda _t, page: progress.advance(len(page.principals), "records"),
+                )
+        except AlreadyRunning as running:
+            busy.append(str(running))
+            typer.echo(f"recert: {running}", err=True)
+            continue
         summaries.append(summary)
-        if summary.status == "complete":
-            analyze(engine, ctx.settings, ctx.clock, [configured.name])
     if output is Format.JSON:
         _emit_json([s.as_dict() for s in summaries])
     else:
         for s in summaries:
             typer.echo(sync_line(s))
-    if any(s.error for s in summaries):
+    if busy or any(s.error for s in summaries):
         raise typer.Exit(1)
 
 
@@ -301,14 +316,16 @@ def campaign_status(
 def notify(output: FormatOption = Format.TEXT) -> None:
     """Queue the emails that are due (request, reminder, final warning, escalations, and
     today's credential-expiry digests) and send the outbox over SMTP. Safe to re-run: no
-    email is ever sent twice."""
-    from recert.notices import queue_expiry_notices
-    from recert.notify import notify as run_notify
+    email is ever sent twice. Holds the notify lock shared with the Celery workers."""
+    from recert import runs
+    from recert.locks import AlreadyRunning
 
     ctx = _context()
     engine = ctx.engine
-    expiry = queue_expiry_notices(engine, ctx.settings, ctx.clock)
-    summary = run_notify(engine, ctx.settings, ctx.clock)
+    try:
+        expiry, summary = runs.notify(engine, ctx.settings, ctx.clock)
+    except AlreadyRunning as running:
+        _fail(str(running))
     if output is Format.JSON:
         _emit_json({**summary.as_dict(), "credential_expiry": expiry.as_dict()})
     else:
@@ -325,11 +342,75 @@ def notify(output: FormatOption = Format.TEXT) -> None:
 @app.command()
 def enforce(
     plan: Annotated[
-        bool, typer.Option("--plan", help="Show what would happen; act on nothing.")
+        bool, typer.Option("--plan", help="Show what a run would do now; act on nothing.")
     ] = False,
+    tenant: TenantOption = None,
+    output: FormatOption = Format.TEXT,
 ) -> None:
-    """Disable what nobody attested in time, within the safety rules."""
-    _not_yet("recert enforce", "the enforcement issue")
+    """Disable what nobody attested in time, within the safety rules.
+
+    Each tenant's `enforcement` mode decides: off does nothing, dry-run (the default)
+    records the plan as an audit event, enforce carries it out. Exit 1 when a safety rule
+    held a tenant's changes back, a tenant is being enforced elsewhere, or a change failed.
+    """
+    from recert import enforcement
+    from recert.locks import AlreadyRunning
+
+    ctx = _context()
+    engine = ctx.engine
+    db.upgrade(engine)
+    if plan:
+        with Session(engine) as session:
+            plans = enforcement.plan(session, ctx.settings, ctx.clock, tenant)
+        if output is Format.JSON:
+            _emit_json([p.as_dict() for p in plans])
+        else:
+            for tenant_plan in plans:
+                _print_plan(tenant_plan.as_dict())
+        return
+    try:
+        summaries = enforcement.enforce(engine, ctx.settings, ctx.clock, tenant)
+    except AlreadyRunning as running:
+        _fail(str(running))
+    if output is Format.JSON:
+        _emit_json([s.as_dict() for s in summaries])
+    else:
+        for s in summaries:
+            typer.echo(
+                f"{s.tenant} ({s.mode}): {s.status}; {s.planned} planned, {s.done} done, "
+                f"{s.retrying} to retry, {s.failed} failed, {s.refused} refused; "
+                f"{s.notices} notices and {s.alerts} IAM alerts queued"
+                + (f"; {s.blocked}" if s.blocked and s.status == "blocked" else "")
+                + (f"; {s.error}" if s.error else "")
+            )
+    held_back = any(s.status == "blocked" and s.planned for s in summaries)
+    if held_back or any(s.status == "skipped" or s.failed for s in summaries):
+        raise typer.Exit(1)
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    head = f"{plan['tenant']} (mode {plan['mode']}): {len(plan['actions'])} actions, "
+    head += f"{len(plan['refused'])} refused"
+    typer.echo(head + (f"; BLOCKED: {plan['blocked']}" if plan["blocked"] else ""))
+    for action in plan["actions"]:
+        what = f" {action['permission']}" if action["permission"] else ""
+        typer.echo(
+            f"  {action['action']}{what}\t{action['kind']}\t{action['external_id']}\t"
+            f"{action['display_name']!r}\t{action['reason']}"
+        )
+        if not action["reversible"]:
+            users = ", ".join(action["must_consent_again"]) or "every consenting user"
+            typer.echo(f"    cannot be undone: users must consent again: {users}")
+    for refusal in plan["refused"]:
+        typer.echo(
+            f"  refused\t{refusal['kind']}\t{refusal['external_id']}\t"
+            f"{refusal['display_name']!r}\t{refusal['rule']}: {refusal['detail']}"
+        )
+    for failed in plan["failed"]:
+        typer.echo(
+            f"  failed earlier\t{failed['external_id']}\t{failed['display_name']!r}\t"
+            f"{failed['action']}: {failed['error']}"
+        )
 
 
 @app.command()
@@ -337,9 +418,42 @@ def reenable(
     tenant: Annotated[str, typer.Argument(help="Tenant name from the config.")],
     external_id: Annotated[str, typer.Argument(help="The provider's id of the app.")],
     reason: Annotated[str, typer.Option(help="Why it is re-enabled (audited).")],
+    actor: Annotated[
+        str | None, typer.Option(help="Who re-enables it (audited; default: your login).")
+    ] = None,
+    output: FormatOption = Format.TEXT,
 ) -> None:
-    """Restore a disabled app exactly as it was before Recert disabled it."""
-    _not_yet("recert reenable", "the enforcement issue")
+    """Restore an app exactly as it was before Recert disabled or reduced it: its status
+    and the permissions Recert removed. Google token revokes cannot be undone: the command
+    says so, names the users who must consent again, and exits 1."""
+    import getpass
+
+    from recert import enforcement
+    from recert.locks import AlreadyRunning
+
+    ctx = _context()
+    engine = ctx.engine
+    db.upgrade(engine)
+    try:
+        result = enforcement.reenable(
+            engine, ctx.settings, ctx.clock, tenant, external_id, reason, actor or getpass.getuser()
+        )
+    except (enforcement.ReenableRefused, AlreadyRunning) as refused:
+        _fail(str(refused))
+    if output is Format.JSON:
+        _emit_json(result.as_dict())
+    else:
+        name = f"{tenant}/{external_id} ({result.display_name!r})"
+        if result.already:
+            typer.echo(f"{name}: already restored; nothing to do")
+        if result.restored:
+            typer.echo(f"{name}: restored: {'; '.join(result.restored)}")
+        for problem in result.not_reversible:
+            typer.echo(f"{name}: {problem['action']}: {problem['message']}", err=True)
+        for failure in result.failed:
+            typer.echo(f"{name}: {failure['action']} failed: {failure['error']}", err=True)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 ReportOutput = Annotated[ReportFormat, typer.Option("--format", help="csv, json or html")]
@@ -416,6 +530,14 @@ def report_risky(
 ) -> None:
     """Risky apps: tenant-wide consent, mail/files/directory write, long-lived secrets."""
     _report("risky", output, path, tenant)
+
+
+@report_app.command("enforcement")
+def report_enforcement(
+    output: ReportOutput = ReportFormat.CSV, path: ReportFile = None, tenant: ReportTenant = None
+) -> None:
+    """Enforcement changes that failed for good or are waiting for a retry."""
+    _report("enforcement", output, path, tenant)
 
 
 @report_app.command("uncataloged")
@@ -580,6 +702,8 @@ def demo(
 
 
 def main() -> None:
+    from recert.broker import BrokerUnavailable
+
     try:
         app()
     except (ConfigError, ClockError) as error:
@@ -591,4 +715,7 @@ def main() -> None:
     except OperationalError as error:  # the database went away in the middle of a command
         reason = str(error.orig or error).strip().splitlines()[0]
         typer.echo(f"recert: database error: {reason}", err=True)
+        sys.exit(1)
+    except BrokerUnavailable as error:
+        typer.echo(f"recert: cannot take the job lock: {error}", err=True)
         sys.exit(1)

@@ -107,6 +107,10 @@ class WebSettings(_Table):
 
 class CelerySettings(_Table):
     broker_url: str = "redis://localhost:6379/0"
+    # A job lock expires this long after its holder's last heartbeat (a killed run's lock).
+    lock_ttl_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+    # Before every key Recert and Celery keep in Redis: deployments can share one Redis.
+    key_prefix: str = ""
 
 
 class EnforcementSettings(_Table):
@@ -462,5 +466,7 @@ def _apply_overrides(settings: Settings, env: Mapping[str, str]) -> Settings:
     if env.get("RECERT_DATABASE_URL"):
         updates["database"] = DatabaseSettings(url=env["RECERT_DATABASE_URL"])
     if env.get("RECERT_BROKER_URL"):
-        updates["celery"] = CelerySettings(broker_url=env["RECERT_BROKER_URL"])
+        updates["celery"] = settings.celery.model_copy(
+            update={"broker_url": env["RECERT_BROKER_URL"]}
+        )
     return settings.model_copy(update=updates) if updates else settings

@@ -16,21 +16,26 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlmodel import Session
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
-from recert import db, evidence, reports
+from recert import db, enforcement, evidence, reports
 from recert.analysis import analyze
 from recert.campaigns import items_by_reviewer, open_campaign
 from recert.catalog import load_catalog
-from recert.clock import Clock, clock_from_env
+from recert.clock import Clock, FixedClock, clock_from_env
 from recert.config import Settings, load_settings
+from recert.decisions import DecisionRequest, decide
+from recert.discovery import discover_tenant
 from recert.inventory import inventory
+from recert.links import ReviewLink
+from recert.models import Grant, ReviewItem
 from recert.notices import queue_expiry_notices
 from recert.notify import notify, queue_orphan_report, send_outbox
 from recert.progress import discover_with_progress, step
@@ -211,6 +216,8 @@ def _pipeline(settings: Settings, clock: Clock, directory: Path) -> dict[str, An
     result["campaign"] = {**campaign.as_dict(), "reviewers_emailed": reviewers}
     result["outbox"] = sent.as_dict()
     result["credential_expiry"] = expiry.as_dict()
+    with step("owners answer; day 15: discover again and plan enforcement (dry run)"):
+        result["day15"] = _day_fifteen(engine, settings, clock, campaign.campaign_id)
     with step("write the evidence bundle"):
         result["evidence"] = _evidence(engine, campaign.campaign_id, directory)
     return result
@@ -225,6 +232,84 @@ def _evidence(engine: Any, campaign_id: int, directory: Path) -> dict[str, Any]:
     if not check.ok:
         raise RuntimeError(f"the evidence bundle does not verify: {check.problem}")
     return {"path": str(path), "files": check.files, "sha256": exported.sha256, "verified": True}
+
+
+OWNER_SOURCES = ("catalog", "idp_owner", "audit_creator", "token_creator", "rule", "manager")
+
+
+def _day_fifteen(
+    engine: Engine, settings: Settings, clock: Clock, campaign_id: int
+) -> dict[str, Any]:
+    """A few owners keep, revoke or reduce an app; the others say nothing. On day 15 the
+    nightly discovery runs again, and enforcement plans (every tenant is in dry-run)."""
+    answered = _owners_answer(engine, settings, clock, campaign_id)
+    later = FixedClock((clock.now() + timedelta(days=15)).replace(microsecond=0))
+    for tenant in settings.tenants:
+        discover_tenant(engine, tenant, later)
+    with Session(engine) as session:
+        plans = enforcement.plan(session, settings, later)
+    return {
+        "at": later.now().isoformat(),
+        "answered": answered,
+        "plan": [_plan_summary(p.as_dict()) for p in plans],
+    }
+
+
+def _owners_answer(
+    engine: Engine, settings: Settings, clock: Clock, campaign_id: int
+) -> dict[str, int]:
+    with Session(engine) as session:
+        items = session.exec(
+            select(ReviewItem)
+            .where(
+                ReviewItem.campaign_id == campaign_id,
+                col(ReviewItem.owner_source).in_(OWNER_SOURCES),
+            )
+            .order_by(col(ReviewItem.id))
+        ).all()
+        grants = {
+            i.id: session.exec(select(Grant).where(Grant.principal_id == i.principal_id)).all()
+            for i in items
+        }
+    reducible = [i for i in items if len(grants[i.id]) >= 2][:2]
+    others = [i for i in items if i not in reducible]
+    choices = [
+        (i, DecisionRequest("keep", "still needed for the nightly export")) for i in others[:3]
+    ]
+    choices += [(i, DecisionRequest("revoke")) for i in others[3:6]]
+    choices += [
+        (i, DecisionRequest("reduce", "read access is enough", dropped=(grants[i.id][0].id or 0,)))
+        for i in reducible
+    ]
+    answered: Counter[str] = Counter()
+    for item, request in choices:
+        link = ReviewLink(campaign_id, item.reviewer_email, item.due_at)
+        with db.session_scope(engine) as session:
+            decide(
+                session,
+                settings,
+                FixedClock(clock.now() + timedelta(days=3)),
+                link,
+                item.id or 0,
+                request,
+            )
+        answered[request.action] += 1
+    return dict(answered)
+
+
+def _plan_summary(plan: dict[str, Any]) -> dict[str, Any]:
+    actions = plan["actions"]
+    return {
+        "tenant": plan["tenant"],
+        "mode": plan["mode"],
+        "blocked": plan["blocked"],
+        "actions": dict(Counter(a["action"] for a in actions)),
+        "refused": dict(Counter(r["rule"] for r in plan["refused"]).most_common()),
+        "examples": [
+            {k: a[k] for k in ("action", "display_name", "external_id", "reason", "reversible")}
+            for a in actions[:3]
+        ],
+    }
 
 
 def _reports(engine: Any, settings: Settings, clock: Clock, directory: Path) -> dict[str, str]:
@@ -351,6 +436,7 @@ def describe(result: DemoResult) -> str:
         f"expiring or expired credentials ({expiry['orphaned']} of orphaned apps to IAM)"
     )
     lines.append(f"Emails sent: {s['emails_sent']}, each an .eml file in {s['mail_dir']}")
+    lines.extend(_describe_day_fifteen(s["day15"]))
     lines.append("Look at:")
     lines.append(f"  orphan report   {s['reports']['orphans']}")
     lines.append(f"  risky report    {s['reports']['risky']}")
@@ -366,6 +452,7 @@ def describe(result: DemoResult) -> str:
     lines.append(f"  {run} campaign status")
     lines.append(f"  {run} audit verify")
     lines.append(f"  {run} evidence verify {s['evidence']['path']}")
+    lines.append(f"  RECERT_NOW={s['day15']['at']} {run} enforce --plan")
     lines.append("Answer a review as an owner would: serve the review pages, then open a link:")
     lines.append(f"  {run} web")
     link = review_link(mail) if mail else None
@@ -383,6 +470,25 @@ def review_link(path: Path) -> str | None:
     body = read_mail(path).get_body(("plain",))
     text = body.get_content() if body else ""
     return next((word for word in text.split() if "/review/" in word), None)
+
+
+def _describe_day_fifteen(day15: dict[str, Any]) -> list[str]:
+    answered = ", ".join(f"{n} {action}" for action, n in sorted(day15["answered"].items()))
+    lines = [
+        f"Day 15 ({day15['at'][:10]}): owners answered ({answered or 'none'}), the rest said "
+        "nothing. Enforcement plan, dry run (nothing is changed):"
+    ]
+    for plan in day15["plan"]:
+        actions = ", ".join(f"{a} {n}" for a, n in sorted(plan["actions"].items())) or "nothing"
+        refused = ", ".join(f"{rule} {n}" for rule, n in plan["refused"].items()) or "none"
+        lines.append(f"  {plan['tenant']}: would {actions}; refused: {refused}")
+        for example in plan["examples"]:
+            name = example["display_name"][:60].encode("unicode_escape").decode("ascii")
+            final = "" if example["reversible"] else " (cannot be undone)"
+            lines.append(f"    {example['action']} '{name}': {example['reason']}{final}")
+        if plan["blocked"]:
+            lines.append(f"    BLOCKED, so nothing would change here: {plan['blocked']}")
+    return lines
 
 
 def default_directory() -> Path:

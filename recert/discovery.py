@@ -19,6 +19,7 @@ from sqlmodel import select
 
 from connectors import open_connector
 from connectors.base import Checkpoint, Connector, ConnectorError, Page
+from connectors.pacing import Pacer
 from recert import audit
 from recert.clock import Clock
 from recert.config import Tenant, require_secrets
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PageCallback = Callable[[str, Page], None]
 ConnectorFactory = Callable[[Tenant], Connector]
+Guard = Callable[[], None]  # raises when the run must stop (e.g. its lock was lost)
 MAX_ERROR_CHARS = 500  # what a run and its audit event keep of an error
 
 
@@ -94,15 +96,18 @@ def discover_tenant(
     *,
     connector: Connector | None = None,
     on_page: PageCallback | None = None,
+    pacer: Pacer | None = None,
+    guard: Guard | None = None,
 ) -> SyncSummary:
     """One sync run for one tenant. A failed run is recorded and marks nothing deleted.
 
     A read credential the config names but cannot provide is a config error, raised
-    before any run is recorded.
+    before any run is recorded. `guard` is asked before anything is marked deleted: a run
+    that lost its lock may overlap another, and must not sweep what the other one stamped.
     """
     if connector is None:
         require_secrets(tenant.read)
-    return asyncio.run(_discover(engine, tenant, clock, connector, on_page))
+    return asyncio.run(_discover(engine, tenant, clock, connector, on_page, pacer, guard))
 
 
 async def _discover(
@@ -111,6 +116,8 @@ async def _discover(
     clock: Clock,
     connector: Connector | None,
     on_page: PageCallback | None,
+    pacer: Pacer | None,
+    guard: Guard | None,
 ) -> SyncSummary:
     tenant_id = ensure_tenant(engine, tenant)
     started = clock.now()
@@ -124,7 +131,7 @@ async def _discover(
         assert run.id is not None
         run_id = run.id
     summary = SyncSummary(tenant=tenant.name, run_id=run_id, status=SyncStatus.RUNNING)
-    connector = connector or open_connector(tenant.read, now=clock.now)
+    connector = connector or open_connector(tenant.read, now=clock.now, pacer=pacer)
     kinds: dict[str, str] = {}  # external id -> kind; pages may repeat a principal
     checkpoint: Checkpoint | None = None
     try:
@@ -143,6 +150,8 @@ async def _discover(
                 on_page(tenant.name, page)
         if checkpoint is None:
             raise ConnectorError(tenant.name, "the listing ended without a checkpoint")
+        if guard:
+            guard()
     except Exception as error:  # any failure ends the run as failed, sweeping nothing
         if not isinstance(error, ConnectorError):
             log.exception("tenant %s: discovery crashed", tenant.name)

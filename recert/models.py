@@ -46,6 +46,7 @@ class SyncStatus(StrEnum):
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
+    ABANDONED = "abandoned"  # its process died: the lock's heartbeat stopped
 
 
 class Risk(StrEnum):
@@ -180,6 +181,7 @@ class Campaign(SQLModel, table=True):
     due_at: datetime = _when(nullable=False)
     closed_at: datetime | None = _when()
     scope: dict[str, Any] = _json()
+    completion: dict[str, Any] = _json()  # progress figures, frozen when the campaign closes
 
 
 class ReviewItem(SQLModel, table=True):
@@ -255,18 +257,55 @@ class CredentialNotice(SQLModel, table=True):
 
 
 class EnforcementAction(SQLModel, table=True):
+    """One change Recert made, tried or refused at a provider: what the evidence bundle
+    exports. `idempotency_key` makes every re-run find the row instead of adding one."""
+
     __tablename__ = "enforcement_action"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_enforcement_action_idempotency_key"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str
+    tenant: str = Field(index=True)
     principal_id: int = Field(foreign_key="principal.id", index=True)
+    external_id: str
+    display_name: str
+    kind: str
+    campaign_id: int | None = Field(default=None, foreign_key="campaign.id")
     review_item_id: int | None = Field(default=None, foreign_key="review_item.id")
-    action: str  # disable | enable | revoke_grant | restore_grant
-    status: str  # planned | done | failed | refused
+    # disable | remove_grant | revoke_consent, and their undoing: enable | restore_grant
+    action: str
+    # in_progress | done | retrying | failed | refused | not_reversible
+    status: str = Field(index=True)
     reason: str
-    snapshot: dict[str, Any] = _json()  # pre-change state that restores it exactly
+    rule: str | None = None  # the safety rule that refused it
+    grant_id: str | None = None
+    permission: str | None = None
+    consenting_user: str | None = None
+    reversible: bool = True
+    before: dict[str, Any] = _json()  # Recert's view before the change (inventory)
+    snapshot: dict[str, Any] = _json()  # the provider's pre-change state that restores it
+    after: dict[str, Any] = _json()
+    attempts: int = 0
+    next_attempt_at: datetime | None = _when()
+    created_at: datetime = _when(nullable=False)
     performed_by: str = "recert"
     performed_at: datetime | None = _when()
     error: str | None = None
+    mailed_at: datetime | None = _when()  # the notice or IAM alert about it was queued
+    reverses_id: int | None = Field(default=None, foreign_key="enforcement_action.id")
+
+
+class JobLock(SQLModel, table=True):
+    """A job's lease when no Redis broker answers (embedded use): one row per held lock."""
+
+    __tablename__ = "job_lock"
+
+    name: str = Field(primary_key=True)
+    token: str
+    holder: dict[str, Any] = _json()
+    expires_at: datetime = _when(nullable=False)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -10,9 +10,11 @@ digest a day lists only the apps that reached the team since its last email.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -29,7 +31,7 @@ from emails.send import HardBounce, SendError, SmtpServer, TransientSendError, s
 from recert import audit, reports
 from recert.campaigns import item_contexts, items_by_reviewer, open_campaigns
 from recert.clock import Clock
-from recert.config import Settings
+from recert.config import ConfigError, Settings
 from recert.db import session_scope
 from recert.links import ReviewLink, sign
 from recert.models import (
@@ -407,6 +409,94 @@ def queue_orphan_report(engine: Engine, settings: Settings, clock: Clock) -> int
         )
         message = mail.render(digest, from_address=settings.smtp.from_address)
         return _insert(session, key, "orphan_report", recipient, (), message, None, now)
+
+
+# --- enforcement notices -------------------------------------------------------------
+
+
+def queue_disabled_notice(
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    campaign: Campaign,
+    reviewer: str,
+    items: list[ReviewItem],
+    must_consent_again: Mapping[int, tuple[str, ...]],
+) -> int:
+    """The notice that apps were disabled, to their reviewer with the IAM team copied;
+    once per set of items. `must_consent_again` is by principal id."""
+    iam = settings.iam_email.lower()
+    ids = ",".join(str(i.id) for i in sorted(items, key=lambda i: i.id or 0))
+    key = f"campaign:{campaign.id}:disabled_notice:{reviewer}:" + _short_hash(ids)
+    apps = [
+        replace(app, must_consent_again=must_consent_again.get(item.principal_id, ()))
+        for item, app in zip(items, _app_summaries(session, items, reviewer), strict=True)
+    ]
+    digest = mail.Digest(
+        kind="disabled_notice",
+        campaign=campaign.name,
+        recipient_email=reviewer,
+        recipient_name=_person_name(session, reviewer),
+        apps=tuple(apps),
+        review_url=None,
+        due_at=campaign.due_at,
+        iam_contact=settings.iam_email,
+        now=now,
+    )
+    cc = () if reviewer == iam else (iam,)
+    message = mail.render(digest, from_address=settings.smtp.from_address, cc=cc)
+    return _insert(session, key, "disabled_notice", reviewer, cc, message, campaign.id, now)
+
+
+def queue_enforcement_alert(
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    *,
+    tenant: str,
+    key: str,
+    note: str,
+    items: list[ReviewItem],
+    notes: Mapping[int, str],
+) -> int:
+    """One email to the IAM team about enforcement it must look at (a blocked run, a
+    permanent failure); `key` makes it once. `notes` says per principal id what happened."""
+    iam = settings.iam_email.lower()
+    apps = [
+        replace(app, note=notes.get(item.principal_id))
+        for item, app in zip(items, _app_summaries(session, items, iam), strict=True)
+    ]
+    try:
+        link: str | None = reports.report_url(settings, now)
+    except ConfigError:
+        link = None  # no signing key: the email still says what happened
+    digest = mail.Digest(
+        kind="enforcement_alert",
+        campaign=f"enforcement in {tenant}",
+        recipient_email=iam,
+        recipient_name=None,
+        apps=tuple(apps),
+        review_url=link,
+        due_at=None,
+        iam_contact=settings.iam_email,
+        now=now,
+        note=note,
+    )
+    message = mail.render(digest, from_address=settings.smtp.from_address)
+    return _insert(
+        session,
+        f"enforcement_alert:{tenant}:{key}",
+        "enforcement_alert",
+        iam,
+        (),
+        message,
+        None,
+        now,
+    )
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # --- sending --------------------------------------------------------------------------

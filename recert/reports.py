@@ -31,16 +31,25 @@ from recert import links
 from recert.catalog import Catalog
 from recert.clock import as_utc
 from recert.config import Settings
-from recert.models import Campaign, Decision, Ownership, Principal, ReviewItem, Tenant
+from recert.models import (
+    Campaign,
+    Decision,
+    EnforcementAction,
+    Ownership,
+    Principal,
+    ReviewItem,
+    Tenant,
+)
 from recert.risk import is_stale
 from recert.store import grouped
 
-REPORTS = ("orphans", "stale", "risky", "uncataloged")
+REPORTS = ("orphans", "stale", "risky", "uncataloged", "enforcement")
 TITLES = {
     "orphans": "Orphaned apps: no accountable, active owner",
     "stale": "Stale apps: no use in the provider's records",
     "risky": "Risky apps: broad permissions, long-lived secrets, tenant-wide consent",
     "uncataloged": "Apps missing from the catalog",
+    "enforcement": "Enforcement: changes that failed for good or wait for a retry",
 }
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NO_USE_DATA = {"last_used_at": None, "activity_known_since": None, "days_unused": None}
@@ -224,6 +233,35 @@ def uncataloged(
     return report
 
 
+def enforcement(
+    session: Session, settings: Settings, now: datetime, tenant: str | None = None
+) -> list[dict[str, Any]]:
+    """Changes Recert could not make: never dropped, listed until the IAM team acts."""
+    query = (
+        select(EnforcementAction)
+        .where(col(EnforcementAction.status).in_(["failed", "retrying", "in_progress"]))
+        .order_by(EnforcementAction.tenant, col(EnforcementAction.id))
+    )
+    if tenant:
+        query = query.where(EnforcementAction.tenant == tenant)
+    return [
+        {
+            "tenant": row.tenant,
+            "kind": row.kind,
+            "external_id": row.external_id,
+            "display_name": row.display_name,
+            "action": row.action,
+            "permission": row.permission,
+            "status": row.status,
+            "attempts": row.attempts,
+            "error": row.error,
+            "reason": row.reason,
+            "since": _iso(row.created_at),
+        }
+        for row in session.exec(query)
+    ]
+
+
 def build(
     kind: str,
     session: Session,
@@ -236,6 +274,7 @@ def build(
         "orphans": orphans,
         "stale": stale,
         "risky": risky,
+        "enforcement": enforcement,
     }
     if kind == "uncataloged":
         return uncataloged(session, settings, now, tenant, catalog)

@@ -177,16 +177,24 @@ class _CaptureHandler:
         return "250 Message accepted"
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpCapture]:
+@contextmanager
+def capturing_smtp() -> Iterator[SmtpCapture]:
     """A real SMTP server (aiosmtpd) on loopback that keeps every message it accepts."""
     from aiosmtpd.controller import Controller
 
     capture = SmtpCapture(host="127.0.0.1", port=free_port())
     controller = Controller(_CaptureHandler(capture), hostname=capture.host, port=capture.port)
     controller.start()
-    yield capture
-    controller.stop()
+    try:
+        yield capture
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpCapture]:
+    with capturing_smtp() as capture:
+        yield capture
 
 
 # --- browser ---------------------------------------------------------------------------

@@ -103,6 +103,14 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
     assert again.read_bytes() == bundle.read_bytes(), "the same database, the same bytes"
+    day15 = summary["day15"]
+    assert {p["tenant"] for p in day15["plan"]} == set(by_tenant)
+    assert {p["mode"] for p in day15["plan"]} == {"dry-run"}
+    assert sum(sum(p["actions"].values()) for p in day15["plan"]) > 0
+    assert day15["answered"] == {"keep": 3, "revoke": 3, "reduce": 2}
+    assert "Enforcement plan, dry run" in result.stdout
+    plan_line = next(line for line in result.stdout.splitlines() if "enforce --plan" in line)
+    assert plan_line.strip().startswith(f"RECERT_NOW={day15['at']} RECERT_CONFIG=")
     assert {o["source"] for e in entries for o in e["owners"]} >= {
         "catalog",
         "idp_owner",

@@ -1,4 +1,4 @@
-"""The real services the harness provides: Redis locks, SMTP delivery, the browser."""
+"""The real services the harness provides: SMTP delivery, the browser (locks: test_locks)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,7 @@ from typing import Any
 import pytest
 
 from emails.send import HardBounce, SmtpServer, TransientSendError, send
-from jobs.locks import AlreadyRunning, singleton
 from tests.conftest import SmtpCapture
-
-
-def test_the_singleton_lock_keeps_a_second_run_out(redis_client: Any) -> None:
-    prefix = redis_client.test_prefix
-    with singleton(redis_client, "discover:okta-prod", 60, prefix=prefix):
-        second = singleton(redis_client, "discover:okta-prod", 60, prefix=prefix)
-        with pytest.raises(AlreadyRunning, match="discover:okta-prod"), second:
-            pass
-        with singleton(redis_client, "discover:entra-prod", 60, prefix=prefix):
-            pass  # another tenant's run is not blocked
-    with singleton(redis_client, "discover:okta-prod", 60, prefix=prefix):
-        pass  # released on exit
-
-
-def test_the_lock_expires_and_is_released_only_by_its_holder(redis_client: Any) -> None:
-    prefix = redis_client.test_prefix
-    with singleton(redis_client, "enforce:okta", 60, prefix=prefix):
-        assert 0 < redis_client.ttl(prefix + "enforce:okta") <= 60
-        redis_client.set(prefix + "enforce:okta", "someone-else")  # expired and re-taken
-    assert redis_client.get(prefix + "enforce:okta") == b"someone-else"
 
 
 def message(to: str) -> EmailMessage:

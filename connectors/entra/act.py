@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
+from urllib.parse import quote
 
 from connectors.base import GrantRef, NotFound, NotReversible, PrincipalKind, PrincipalRef, Snapshot
 from connectors.entra.client import GraphClient
@@ -165,9 +166,14 @@ async def restore_scope(client: GraphClient, snapshot: Snapshot) -> None:
     except NotFound:
         found = None
     if found is not None:
-        scopes = (found.scope or "").split()
+        current: dict[str, Any] | None = {"id": grant_id, "scope": found.scope}
+    else:  # deleted with its last scope; an earlier restore may have re-created it
+        current = await _same_grant(client, snapshot)
+    if current is not None:
+        scopes = str(current.get("scope") or "").split()
         if scope not in scopes:
-            await set_scopes(client, grant_id, [*scopes, scope])
+            ordered = _in_original_order(snapshot, [*scopes, scope])
+            await set_scopes(client, str(current["id"]), ordered)
         return
     body = OAuth2PermissionGrant(
         client_id=snapshot["clientId"],
@@ -177,3 +183,20 @@ async def restore_scope(client: GraphClient, snapshot: Snapshot) -> None:
         scope=scope,
     )
     await client.call(lambda: client.sdk.oauth2_permission_grants.post(body), grant_id)
+
+
+async def _same_grant(client: GraphClient, snapshot: Snapshot) -> dict[str, Any] | None:
+    """The grant of the same client, user and resource, if one exists (Graph keeps one)."""
+    url = f"{client.graph_url}/v1.0/oauth2PermissionGrants?$filter=" + quote(
+        f"clientId eq '{snapshot['clientId']}'"
+    )
+    for grant in await client.collect(url, snapshot["clientId"]):
+        if all(grant.get(k) == snapshot[k] for k in ("consentType", "principalId", "resourceId")):
+            return grant
+    return None
+
+
+def _in_original_order(snapshot: Snapshot, scopes: list[str]) -> list[str]:
+    """The scopes as the grant listed them before the revoke, then any added since."""
+    before = [s for s in snapshot.get("scopes") or [] if s in scopes]
+    return before + [s for s in scopes if s not in before]

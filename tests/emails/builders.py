@@ -23,6 +23,7 @@ KINDS: tuple[Kind, ...] = (
     "orphan_escalation",
     "orphan_report",
     "credential_expiry",
+    "enforcement_alert",
 )
 
 MAIL_READWRITE = Permission(

@@ -68,6 +68,7 @@ def test_headers_and_layout(kind: Kind) -> None:
         ("orphan_escalation", "Orphaned: 2 apps with no accountable owner"),
         ("orphan_report", "Weekly orphan report, Wed 2 Dec 2026: 2 apps without an owner"),
         ("credential_expiry", "Expiring: 2 credentials on 2 apps, first on Mon 11 Jan 2027"),
+        ("enforcement_alert", "Enforcement needs the IAM team: 2 apps"),
     ],
 )
 def test_subjects(kind: Kind, subject: str) -> None:
@@ -164,6 +165,27 @@ def test_disabled_notice_says_plainly_when_access_cannot_come_back() -> None:
     for part in (text, html):
         assert "access was revoked" in part
         assert "must sign in to it and consent" in part
+
+
+def test_disabled_notice_names_who_must_consent_again() -> None:
+    revoked = google_app(must_consent_again=("ann@example.com", "bo\u202e@example.com"))
+    text, html = rendered("disabled_notice", apps=(revoked,))
+    assert "Must consent again: ann@example.com, bo[U+202E]@example.com" in text
+    assert "ann@example.com, bo[U+202E]@example.com" in html
+
+
+def test_enforcement_alert_says_what_happened_to_each_app() -> None:
+    note = "30 apps would be disabled, more than max_disable_per_run (25): nothing was disabled"
+    failed = entra_app(note="Could not disable: permission denied <b>")
+    text, html = rendered(
+        "enforcement_alert", apps=(failed,), note=note, review_url=None, recipient_name=None
+    )
+    assert text.startswith("Hello IAM team,")
+    for part in (text, html):
+        assert "30 apps would be disabled" in part
+        assert "Nothing listed here is dropped" in part
+    assert "What happened: Could not disable: permission denied <b>" in text
+    assert "permission denied &lt;b&gt;" in html
 
 
 def test_disabled_notice_of_reversible_apps_only_has_no_revocation_wording() -> None:
