@@ -491,7 +491,7 @@ def _exceptions(session: Session, scope: Scope, enforcement: Table) -> Table:
                     "external_id": action["external_id"],
                     "display_name": action["display_name"],
                     "exception": "refused",
-                    "rule": action.get("error") or action.get("reason") or "",
+                    "rule": action.get("rule") or action.get("reason") or "",
                 }
             )
     return Table("exceptions", EXCEPTION_COLUMNS, rows)

@@ -210,9 +210,12 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright (never a downloaded browser build)."""
+    """Debian's Chromium driven by Playwright (never a downloaded browser build).
+
+    Per module: Playwright's sync API keeps an event loop running on the main thread while
+    it lives, and later modules' `asyncio.run` (every connector call) must not meet it."""
     if not BROWSER:
         pytest.skip("RECERT_TEST_BROWSER is unset: browser tests skipped")
     from playwright.sync_api import sync_playwright

@@ -74,16 +74,25 @@ def _populate(engine: Engine, tmp_path: Path) -> int:
         hostile, ghost = _item(session, "hostile"), _item(session, "ghost")
         for item, action, status, extra in (
             (hostile, "disable", "done", {"snapshot": {"accountEnabled": True}}),
-            (hostile, "revoke_grant", "failed", {"error": "403 Authorization_RequestDenied"}),
-            (ghost, "disable", "refused", {"reason": "not_mine: the IAM team decides"}),
+            (hostile, "remove_grant", "failed", {"error": "403 Authorization_RequestDenied"}),
+            (ghost, "disable", "refused", {"rule": "not_mine"}),
         ):
+            principal = session.get(Principal, item.principal_id)
+            assert principal is not None
             session.add(
                 EnforcementAction(
+                    idempotency_key=f"test:item:{item.id}:{action}",
+                    tenant="entra-test",
                     principal_id=item.principal_id,
+                    external_id=principal.external_id,
+                    display_name=principal.display_name,
+                    kind=principal.kind,
+                    campaign_id=campaign,
                     review_item_id=item.id,
                     action=action,
                     status=status,
-                    reason=extra.pop("reason", "its owner chose to revoke it"),
+                    reason="its owner chose to revoke it",
+                    created_at=OPENED + timedelta(days=15),
                     performed_at=OPENED + timedelta(days=15),
                     **extra,
                 )
@@ -144,13 +153,13 @@ def test_the_bundle_holds_the_evidence_and_is_byte_identical(
     assert model_columns <= set(enforcement[0]), "every column of the table flows through"
     assert [(e["action"], e["status"], e["error"]) for e in enforcement] == [
         ("disable", "done", None),
-        ("revoke_grant", "failed", "403 Authorization_RequestDenied"),
+        ("remove_grant", "failed", "403 Authorization_RequestDenied"),
         ("disable", "refused", None),
     ]
     assert enforcement[0]["snapshot"] == {"accountEnabled": True}
     refused = [e for e in _rows(first, "exceptions") if e["exception"] == "refused"]
     assert [(e["external_id"], e["rule"]) for e in refused] == [
-        ("ghost", "not_mine: the IAM team decides")
+        ("ghost", "not_mine")
     ]
     [tenant] = _rows(first, "completeness_by_tenant")
     assert (

@@ -103,7 +103,13 @@ class Plan:
     @classmethod
     def decide(cls, state: LogState, now: datetime, full_sync_days: int) -> Plan:
         window = now - timedelta(days=LOG_DAYS)
-        gap = state.log_until is None or state.log_until - LOG_OVERLAP < window
+        # A last run that read up to a time still to come (the clock was set back, as in a
+        # drill) tells nothing about the logs up to now: read the whole window again.
+        gap = (
+            state.log_until is None
+            or state.log_until - LOG_OVERLAP < window
+            or state.log_until > now
+        )
         full = gap or state.full_at is None or now - state.full_at >= timedelta(days=full_sync_days)
         since = window if gap or state.log_until is None else state.log_until - LOG_OVERLAP
         return cls(full=full, now=now, since=since, first=gap)

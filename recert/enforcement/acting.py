@@ -356,7 +356,8 @@ async def _attempt(connector: Connector, provider: str, action: PlannedAction) -
 
 
 def principal_ref(action: PlannedAction | EnforcementAction, app_id: str | None) -> PrincipalRef:
-    return PrincipalRef(action.external_id, PrincipalKind(action.kind), app_id)
+    users = tuple(action.consenting_users) if isinstance(action, PlannedAction) else ()
+    return PrincipalRef(action.external_id, PrincipalKind(action.kind), app_id, users)
 
 
 def grant_ref(

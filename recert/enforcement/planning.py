@@ -68,6 +68,7 @@ class PlannedAction:
     consenting_user: str | None = None
     reversible: bool = True
     must_consent_again: list[str] = field(default_factory=list)
+    consenting_users: list[str] = field(default_factory=list)  # person ids, for the provider
     last_used_at: datetime | None = None
     unused_days: int | None = None
     previous: str | None = None  # "retrying" or "in_progress": an earlier attempt's state
@@ -497,6 +498,7 @@ def _disable(
     if principal.kind == PrincipalKind.THIRD_PARTY_APP:
         users = {g.consenting_user for g in facts.grants[principal.id or 0] if g.consenting_user}
         action.reversible = False  # every user's token is deleted; they must consent again
+        action.consenting_users = sorted(users)
         action.must_consent_again = sorted(facts.emails.get(u, u) for u in users)
     return action
 

@@ -155,3 +155,15 @@ def test_a_full_pass_every_full_sync_days(serve: Serve, days: int) -> None:
         assert checkpoint is not None
         assert checkpoint.full is (night == days)
         cursor = dict(checkpoint.cursor)
+
+
+def test_a_last_run_ahead_of_the_clock_means_reading_the_whole_window_again() -> None:
+    """A drill that ran at a later RECERT_NOW leaves a checkpoint in the future: the next
+    run at the real time must not ask Google for a start after its end."""
+    from connectors.google.state import LogState, Plan
+
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    ahead = LogState(log_until=now + timedelta(days=15), full_at=now + timedelta(days=15))
+    plan = Plan.decide(ahead, now, full_sync_days=7)
+    assert plan.first and plan.full
+    assert plan.since == plan.window_start() < now

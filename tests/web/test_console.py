@@ -156,11 +156,17 @@ def _disabled_by_recert(engine: Engine, external_id: str) -> None:
         session.add(principal)
         session.add(
             EnforcementAction(
+                idempotency_key=f"test:{external_id}:disable",
+                tenant="entra-test",
                 principal_id=principal.id or 0,
+                external_id=external_id,
+                display_name=principal.display_name,
+                kind=principal.kind,
                 action="disable",
                 status="done",
                 reason="nobody attested it by the due date",
                 snapshot={"accountEnabled": True},
+                created_at=OPENED + timedelta(days=2),
                 performed_at=OPENED + timedelta(days=2),
             )
         )
