@@ -165,5 +165,6 @@ def test_a_last_run_ahead_of_the_clock_means_reading_the_whole_window_again() ->
     now = datetime(2026, 12, 4, tzinfo=UTC)
     ahead = LogState(log_until=now + timedelta(days=15), full_at=now + timedelta(days=15))
     plan = Plan.decide(ahead, now, full_sync_days=7)
-    assert plan.first and plan.full
+    assert plan.first
+    assert plan.full
     assert plan.since == plan.window_start() < now
