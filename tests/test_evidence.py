@@ -158,9 +158,7 @@ def test_the_bundle_holds_the_evidence_and_is_byte_identical(
     ]
     assert enforcement[0]["snapshot"] == {"accountEnabled": True}
     refused = [e for e in _rows(first, "exceptions") if e["exception"] == "refused"]
-    assert [(e["external_id"], e["rule"]) for e in refused] == [
-        ("ghost", "not_mine")
-    ]
+    assert [(e["external_id"], e["rule"]) for e in refused] == [("ghost", "not_mine")]
     [tenant] = _rows(first, "completeness_by_tenant")
     assert (
         tenant["items"],
