@@ -13,6 +13,9 @@ Streaming contract (what the store relies on for mark-and-sweep):
   for every principal the run yields it also yields that principal's complete set of
   credentials, grants and owner hints.
 - Records may repeat across pages; the store de-duplicates by key.
+- `Checkpoint.not_visible` names the principal kinds the credential could not enumerate
+  (not subscribed, role too weak), with the reason: stored principals of those kinds are
+  kept as they are, even in a full run.
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ class Malformed:
 class Checkpoint:
     full: bool
     cursor: Mapping[str, Any] = field(default_factory=dict)  # e.g. delta links, for next run
+    not_visible: Mapping[str, str] = field(default_factory=dict)  # PrincipalKind value -> why
 
 
 @dataclass(slots=True)

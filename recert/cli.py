@@ -127,7 +127,8 @@ def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) ->
                 f"{s.tenant}: {s.status}; {s.principals_seen} principals ({kinds}); "
                 f"{s.new} new, {s.deleted} deleted, {s.skipped} malformed records skipped"
             )
-            typer.echo(line + (f"; error: {s.error}" if s.error else ""))
+            hidden = "".join(f"; not visible: {k} ({why})" for k, why in s.not_visible.items())
+            typer.echo(line + hidden + (f"; error: {s.error}" if s.error else ""))
     if any(s.error for s in summaries):
         raise typer.Exit(1)
 

@@ -236,14 +236,22 @@ class PageLoader:
                 .values(status=Status.DELETED, deleted_at=self.now)
             )
 
-    def sweep(self, full: bool) -> list[tuple[int, str]]:
-        """After a clean run: retire what the run did not see. Returns deleted principals."""
-        tenant_principals = select(Principal.id).where(Principal.tenant_id == self.tenant_id)
+    def sweep(self, full: bool, not_visible: Iterable[str] = ()) -> list[tuple[int, str]]:
+        """After a clean run: retire what the run did not see. Returns deleted principals.
+
+        Principals of a kind in `not_visible` (kinds the credential could not enumerate)
+        keep their rows, children included: not seen is not gone.
+        """
+        hidden = sorted(set(not_visible))
+        tenant_principals = select(Principal.id).where(
+            Principal.tenant_id == self.tenant_id, col(Principal.kind).not_in(hidden)
+        )
         if full:
             owners = tenant_principals
             gone = self.session.exec(
                 select(Principal.id, Principal.external_id).where(
                     Principal.tenant_id == self.tenant_id,
+                    col(Principal.kind).not_in(hidden),
                     col(Principal.status) != Status.DELETED,
                     col(Principal.last_seen_run_id) != self.run_id,
                 )
