@@ -73,7 +73,25 @@ class _Run:
 class _LogState:
     findings: transform.LogFindings
     since: datetime  # no use seen since then (when none is recorded)
-    cursor: dict[str, Any]
+    until: datetime
+    window: timedelta  # the query window that last worked
+
+    def cursor(self, run: _Run) -> dict[str, Any]:
+        """Where the next run goes on, and what it must not forget (apps gone are)."""
+        kept = transform.LogFindings(
+            creators={a: h for a, h in self.findings.creators.items() if a in run.principal_ids},
+            last_use_by_client={
+                c: at
+                for c, at in self.findings.last_use_by_client.items()
+                if c in set(run.oauth_apps.values())
+            },
+        )
+        return {
+            "log_until": self.until.isoformat(),
+            "log_since": self.since.isoformat(),
+            "log_window_seconds": self.window.total_seconds(),
+            "log": kept.to_cursor(),
+        }
 
 
 class OktaConnector:
@@ -129,7 +147,9 @@ class OktaConnector:
         run.wanted_people.update(filter(None, map(transform.token_user, raw_tokens)))
         final.people = await self._missing_people(run, final.owner_hints)
         self._add_tokens(run, final, raw_tokens)
-        final.checkpoint = Checkpoint(full=True, cursor=state.cursor, not_visible=run.not_visible)
+        final.checkpoint = Checkpoint(
+            full=True, cursor=state.cursor(run), not_visible=run.not_visible
+        )
         return final
 
     def _skip(self, page: Page, malformed: Malformed) -> None:
@@ -246,13 +266,7 @@ class OktaConnector:
                 log.info("okta %s: System Log timed out, windows of %s now", self.tenant, window)
                 continue
             start = end
-        state_cursor = {
-            "log_until": now.isoformat(),
-            "log_since": since.isoformat(),
-            "log_window_seconds": window.total_seconds(),
-            "log": findings.to_cursor(),
-        }
-        return _LogState(findings, since, state_cursor)
+        return _LogState(findings, since, now, window)
 
     async def _read_log_window(
         self, findings: transform.LogFindings, start: datetime, end: datetime
@@ -334,7 +348,7 @@ class OktaConnector:
         try:
             async for found in get.list_agent_owners(self._client, agent_id):
                 items.extend(found)
-        except (ProviderError, PermissionDenied) as refused:
+        except (ProviderError, PermissionDenied, NotFound) as refused:
             run.owners_unreadable = f"owners not readable over the Okta API ({refused.message})"
             log.warning("okta %s: %s", self.tenant, run.owners_unreadable)
             return None
