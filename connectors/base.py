@@ -15,6 +15,9 @@ Streaming contract (what the store relies on for mark-and-sweep):
 - Records may repeat across pages; the store de-duplicates by key.
 - What a complete run could not see is not gone: the checkpoint names it
   (`keep_kinds`, `unread_consents`), and the sweep leaves it alone.
+- `Checkpoint.not_visible` names the principal kinds the credential could not enumerate
+  (not subscribed, role too weak), with the reason: stored principals of those kinds are
+  kept as they are, even in a full run.
 """
 
 from __future__ import annotations
@@ -155,6 +158,7 @@ class Checkpoint:
     # Delta runs that re-read some people's consents in full: those people's user grants
     # are replaced; a re-delivered principal keeps other people's user grants.
     consents_of: frozenset[str] | None = None
+    not_visible: Mapping[str, str] = field(default_factory=dict)  # PrincipalKind value -> why
 
 
 @dataclass(slots=True)

@@ -28,6 +28,22 @@ from pydantic import (
 
 HttpsUrl = Annotated[AnyHttpUrl, Field()]
 
+# Okta API scopes (developer.okta.com/docs/api/oauth2, "Okta admin management scopes").
+OKTA_READ_SCOPES = (
+    "okta.apps.read",
+    "okta.users.read",
+    "okta.logs.read",
+    "okta.appGrants.read",
+    "okta.apiTokens.read",
+    "okta.groups.read",
+    "okta.aiAgents.read",
+)
+OKTA_WRITE_SCOPES = ("okta.apps.manage", "okta.appGrants.manage", "okta.aiAgents.manage")
+# Only an org subscribed to Okta for AI Agents can grant the aiAgents scopes, and groups are
+# read only for agents' group owners: when the token endpoint refuses just these, the
+# connector carries on without them and reports AI agents as not visible.
+OKTA_OPTIONAL_SCOPES = frozenset({"okta.aiAgents.read", "okta.aiAgents.manage", "okta.groups.read"})
+
 
 class SecretReference(SecretStr):
     """A secret named by the config, read each time it is used (so rotation just works).
@@ -78,13 +94,10 @@ class OktaSettings(_Settings):
     client_id: str | None = None
     private_key: SecretStr | None = None  # PEM or JWK of the service app, for private_key_jwt
     key_id: str | None = None
-    scopes: tuple[str, ...] = (
-        "okta.apps.read",
-        "okta.users.read",
-        "okta.logs.read",
-        "okta.appGrants.read",
-        "okta.apiTokens.read",
-    )
+    scopes: tuple[str, ...] = OKTA_READ_SCOPES
+    # Demonstrating Proof-of-Possession for private_key_jwt: Okta turns it on by default for
+    # API service apps created since 2024; `dpop = false` for apps that do not require it.
+    dpop: bool = True
     rate_limit_reserve: float = Field(default=0.3, ge=0.0, lt=1.0)  # share of each bucket left free
     page_size: int = Field(default=200, ge=1, le=200)
 
@@ -178,6 +191,10 @@ class GoogleSettings(_Settings):
 
 
 TenantSettings = OktaSettings | EntraSettings | GoogleSettings
+
+# What a [tenants.enforce] table gets for keys it leaves out (the read table's credential
+# keys are never inherited): enforcement needs write scopes, not the read defaults.
+WRITE_DEFAULTS: dict[str, dict[str, Any]] = {"okta": {"scopes": OKTA_WRITE_SCOPES}}
 
 SETTINGS_BY_KIND: dict[str, type[_Settings]] = {
     "okta": OktaSettings,

@@ -15,7 +15,7 @@ KINDS = {
     "third_party_app": "Third-party app",
     "api_token": "API token",
     "managed_identity": "Managed identity",
-    "agent_identity": "Agent identity",
+    "agent_identity": "AI agent",
 }
 CONSENTS = {
     "admin": "granted by an administrator for the whole organisation",

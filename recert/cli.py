@@ -157,17 +157,18 @@ def discover(tenant: TenantOption = None, output: FormatOption = Format.TEXT) ->
 
 def sync_line(s: SyncSummary) -> str:
     """One tenant's discovery in a line; a delta run says what changed, not a total."""
+    hidden = "".join(f"; not visible: {k} ({why})" for k, why in s.not_visible.items())
     if s.status == "complete" and not s.full:
         return (
             f"{s.tenant}: delta: {s.principals_seen} changed, {s.deleted} removed "
-            f"({s.new} new); {s.skipped} malformed records skipped"
+            f"({s.new} new); {s.skipped} malformed records skipped{hidden}"
         )
     kinds = ", ".join(f"{n} {k}" for k, n in s.by_kind.items()) or "none"
     line = (
         f"{s.tenant}: {s.status}; {s.principals_seen} principals ({kinds}); "
         f"{s.new} new, {s.deleted} deleted, {s.skipped} malformed records skipped"
     )
-    return line + (f"; error: {s.error}" if s.error else "")
+    return line + hidden + (f"; error: {s.error}" if s.error else "")
 
 
 @app.command()

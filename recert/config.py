@@ -29,7 +29,13 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.settings import SETTINGS_BY_KIND, SecretReference, TenantSettings, settings_for
+from connectors.settings import (
+    SETTINGS_BY_KIND,
+    WRITE_DEFAULTS,
+    SecretReference,
+    TenantSettings,
+    settings_for,
+)
 
 DEFAULT_CONFIG = "recert.toml"
 EnforcementMode = Literal["off", "dry-run", "enforce"]
@@ -38,7 +44,7 @@ EnforcementMode = Literal["off", "dry-run", "enforce"]
 _TENANT_KEYS = {"name", "kind", "protected", "enforcement", "enforce"}
 # Credential keys a [tenants.enforce] table replaces, per provider.
 _CREDENTIAL_KEYS = {
-    "okta": {"api_token", "client_id", "private_key", "key_id", "scopes"},
+    "okta": {"api_token", "client_id", "private_key", "key_id", "scopes", "dpop"},
     "entra": {"client_id", "client_secret", "certificate"},
     "google": {"credentials", "admin_subject"},
 }
@@ -351,7 +357,10 @@ def _tenant(path: Path, index: int, raw: Any, env: Mapping[str, str], base: Path
             path, enforce_where, _as_table(path, enforce_where, enforce), env, base, model
         )
         shared = {k: v for k, v in resolved.items() if k not in _CREDENTIAL_KEYS[kind]}
-        write = _connector_settings(path, enforce_where, kind, {**shared, **enforce_values})
+        defaults = WRITE_DEFAULTS.get(kind, {})
+        write = _connector_settings(
+            path, enforce_where, kind, {**defaults, **shared, **enforce_values}
+        )
     extra = {k: table[k] for k in ("protected", "enforcement") if k in table}
     try:
         return Tenant(name=table["name"], kind=kind, read=read, write=write, **extra)

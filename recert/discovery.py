@@ -60,6 +60,7 @@ class SyncSummary:
     skipped: int = 0
     pages: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    not_visible: dict[str, str] = field(default_factory=dict)  # kind -> why it was not listed
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,6 +75,7 @@ class SyncSummary:
             "skipped": self.skipped,
             "pages": self.pages,
             "by_kind": self.by_kind,
+            "not_visible": self.not_visible,
             "error": self.error,
         }
 
@@ -188,6 +190,7 @@ def _finish_complete(
 ) -> None:
     with session_scope(engine) as session:
         loader = _loader(session, tenant, tenant_id, run_id, started)
+        summary.not_visible = dict(checkpoint.not_visible)
         gone = loader.sweep(checkpoint)
         summary.status, summary.full = SyncStatus.COMPLETE, checkpoint.full
         summary.deleted, summary.new = summary.deleted + len(gone), loader.count_new()

@@ -75,6 +75,14 @@ GOOGLE_MEDIUM = re.compile(
     r"|spreadsheets|documents|drive\.metadata\.readonly|directory\.readonly)$"
 )
 
+# What an AI agent reaches through its connections is named by the resource's own scopes
+# (`crm.write`): writing, managing, deleting or every scope (`*`) is high, and so is being
+# handed a vaulted secret or a service account's password.
+AGENT_HIGH = re.compile(
+    r"(^\*)|((^|[.:/_-])(write|manage|admin|delete|all)$)|(^(secret|service_account):)",
+    re.IGNORECASE,
+)
+
 SECRET_TYPES = {"secret", "certificate", "key", "api_token", "jwks"}
 SECRET_WORDS = {
     "secret": "a client secret",
@@ -113,8 +121,10 @@ def assess(
     now: datetime,
 ) -> Assessment:
     found: dict[str, str] = {}  # reason -> level; the highest level wins
+    grants = list(grants)
     for reason, level in (
         *_grant_reasons(grants),
+        *_agent_reasons(principal, grants),
         *_credential_reasons(credentials, settings, now),
         *_principal_reasons(principal, settings, now),
     ):
@@ -137,6 +147,14 @@ def _grant_reasons(grants: Iterable[Grant]) -> Iterable[tuple[str, str]]:
             yield f"holds {grant.permission} ({_consent_words(grant.consent)})", level
         if grant.consent == "admin":
             yield "tenant-wide admin consent", "medium"
+
+
+def _agent_reasons(principal: Principal, grants: Iterable[Grant]) -> Iterable[tuple[str, str]]:
+    if principal.kind != "agent_identity":
+        return
+    for grant in grants:
+        if AGENT_HIGH.search(grant.permission):
+            yield f"an AI agent that can reach {grant.permission} on {grant.resource}", "high"
 
 
 def _consent_words(consent: str) -> str:

@@ -381,9 +381,10 @@ class PageLoader:
         return [(pid, external_id) for pid, external_id in gone if pid is not None]
 
     def _kept_unseen(self, unseen: Any, checkpoint: base.Checkpoint) -> Any:
-        """Unseen principals the run could not have seen: of a kind no API lists in full,
-        or kept in the inventory by consents nobody could read."""
-        kinds = sorted(kind.value for kind in checkpoint.keep_kinds)
+        """Unseen principals the run could not have seen: of a kind no API lists in full or
+        this credential could not list (`not_visible`), or kept in the inventory by
+        consents nobody could read."""
+        kinds = sorted({kind.value for kind in checkpoint.keep_kinds} | set(checkpoint.not_visible))
         unread = sorted(checkpoint.unread_consents)
         held = select(Grant.principal_id).where(col(Grant.consenting_user).in_(unread))
         return select(Principal.id).where(

@@ -23,9 +23,7 @@ from sandbox.server import EmulatorServer, serving
 from sandbox.tls import SandboxCA, make_ca
 
 # Generous buckets: a demo or test re-run within a minute must not wait for Okta's window.
-UNHURRIED_OKTA_LIMITS = dict.fromkeys(
-    ("apps", "app_by_id", "users", "user_by_id", "logs", "api_tokens", "oauth2"), 10_000
-)
+UNHURRIED_OKTA_LIMITS = dict.fromkeys(okta.REALISTIC_LIMITS, 10_000)
 UNHURRIED_GOOGLE_QUOTA = 100_000  # queries a minute; the config table says the same
 
 

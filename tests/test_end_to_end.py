@@ -109,6 +109,7 @@ def test_inventory_has_the_design_shape(inventory: list[dict[str, Any]]) -> None
         "oauth_app",
         "service_principal",
         "managed_identity",
+        "agent_identity",
         "service_account",
         "third_party_app",
         "api_token",
@@ -136,8 +137,13 @@ def test_okta_inventory_matches_the_seed(
     assert apps == set(truth.oauth_apps) | truth.builtins
     assert {i for i, e in found.items() if e["platform_owned"]} == truth.builtins
     assert {i for i, e in found.items() if e["kind"] == "api_token"} == set(truth.api_tokens)
-    grants = {i: {g["permission"] for g in e["grants"]} for i, e in found.items() if e["grants"]}
-    assert grants == {a: s for a, s in truth.grants.items() if s}
+    grants = {
+        i: {g["permission"] for g in e["grants"] if g["consent"] == "application"}
+        for i, e in found.items()
+        if e["kind"] == "oauth_app"
+    }
+    assert {i: s for i, s in grants.items() if s} == {a: s for a, s in truth.grants.items() if s}
+    assert {i for i, e in found.items() if e["kind"] == "agent_identity"} == set(truth.agents)
 
 
 def test_entra_inventory_matches_the_seed(
@@ -179,7 +185,8 @@ def test_owners_are_resolved_and_orphans_reported(
     _, config = world
     okta_truth = world[0].okta.truth
     found = of(inventory, "okta-demo")
-    for app_id in set(okta_truth.creators) - okta_truth.departed:
+    # Apps only users consented to go to the IAM team (test_owners); the rest to creators.
+    for app_id in set(okta_truth.creators) - okta_truth.departed - set(okta_truth.user_grants):
         entry = found.get(app_id)
         if entry and entry["owners"]:
             assert entry["owners"][0]["source"] in {"audit_creator", "manager"}

@@ -6,9 +6,10 @@ tenant and id by the caller's `skip`), never an exception.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,6 +39,8 @@ BUILTIN_APP_NAMES = frozenset(
         "okta_access_requests_resource_catalog",
         "okta_iga_reviewer",
         "flow",
+        "okta_atspoke_sso",  # Okta's Atspoke integration (provider-facts.md)
+        "okta_oin_submission_tester_app",  # OIN submission tester (provider-facts.md)
     }
 )
 APP_STATUS = {"ACTIVE": Status.ACTIVE, "INACTIVE": Status.DISABLED, "DELETED": Status.DELETED}
@@ -45,7 +48,14 @@ SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client
 INACTIVE_USER_STATUSES = frozenset({"SUSPENDED", "DEPROVISIONED"})
 RESOURCE = "Okta API"
 CREATE_EVENT = "application.lifecycle.create"
-APP_SIGN_IN_EVENT = "user.authentication.sso"
+CLIENT_ACTOR = "PublicClientApp"  # actor of client-credentials token events
+# API tokens live for 30 days and renew on every use (help.okta.com, "Manage Okta API
+# tokens"); the recorded answers carry `tokenWindow: null` for that default.
+DEFAULT_TOKEN_WINDOW = timedelta(days=30)
+_DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
+)
 
 
 class _Model(BaseModel):
@@ -61,19 +71,9 @@ class _AppCredentials(_Model):
     oauthClient: _OAuthClientCredentials | None = None
 
 
-class _Jwk(_Model):
-    kid: str | None = None
-    kty: str | None = None
-
-
-class _Jwks(_Model):
-    keys: list[_Jwk] = []
-
-
 class _OAuthClientSettings(_Model):
     grant_types: list[str] = []
     application_type: str | None = None
-    jwks: _Jwks | None = None
     jwks_uri: str | None = None
 
 
@@ -97,8 +97,26 @@ class _Grant(_Model):
     scopeId: str = Field(min_length=1)
     status: Literal["ACTIVE", "REVOKED"] = "ACTIVE"
     issuer: str | None = None
-    source: str | None = None
+    source: Literal["ADMIN", "END_USER"] | None = None
     userId: str | None = None
+
+
+class _Secret(_Model):
+    """OAuth2ClientSecret (management spec): at most two per app."""
+
+    id: str = Field(min_length=1)
+    status: Literal["ACTIVE", "INACTIVE"] = "ACTIVE"
+    created: str | None = None
+
+
+class _SigningKey(_Model):
+    """OAuth2ClientJsonSigningKeyResponse / AgentJsonSigningKeyResponse."""
+
+    id: str = Field(min_length=1)
+    kid: str | None = None
+    kty: str | None = None
+    status: Literal["ACTIVE", "INACTIVE"] = "ACTIVE"
+    created: str | None = None
 
 
 class _Network(_Model):
@@ -152,11 +170,16 @@ class _LogOutcome(_Model):
     result: str | None = None
 
 
+class _LogClient(_Model):
+    id: str | None = None
+
+
 class _LogEvent(_Model):
     uuid: str = Field(min_length=1)
     eventType: str
     published: str
     actor: _LogParty | None = None
+    client: _LogClient | None = None
     target: list[_LogParty] | None = None
     outcome: _LogOutcome | None = None
 
@@ -168,6 +191,15 @@ def parse_time(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def parse_duration(text: str | None) -> timedelta | None:
+    """An ISO 8601 duration such as `P30D` or `PT720H`."""
+    match = _DURATION.match(text or "")
+    if not text or not match or text in ("P", "PT"):
+        return None
+    parts = {name: int(value) for name, value in match.groupdict().items() if value}
+    return timedelta(**parts)
 
 
 def _malformed(object_type: str, raw: Any, error: ValidationError | str) -> Malformed:
@@ -184,12 +216,18 @@ def _short(error: ValidationError) -> str:
 
 @dataclass(slots=True)
 class AppRecords:
-    """What one app contributes; `principal` is None for apps that are not under review."""
+    """What one app contributes; `principal` is None for apps that are not under review.
+
+    `wants_*` say which per-app reads complete it: scope grants, client secrets (apps that
+    authenticate with one) and the registered public keys (private_key_jwt apps).
+    """
 
     principal: Principal | None = None
     credentials: list[Credential] = field(default_factory=list)
     client_id: str | None = None
     wants_grants: bool = False
+    wants_secrets: bool = False
+    wants_keys: bool = False
 
 
 def app_records(raw: Any) -> AppRecords | Malformed:
@@ -202,6 +240,7 @@ def app_records(raw: Any) -> AppRecords | Malformed:
     if not builtin and (app.signOnMode != "OPENID_CONNECT" or oauth is None):
         return AppRecords()  # SAML, SWA, bookmarks...: people's apps, not non-human identities
     settings = app.settings.oauthClient or _OAuthClientSettings()
+    method = oauth.token_endpoint_auth_method if oauth else None
     principal = Principal(
         external_id=app.id,
         kind=PrincipalKind.OAUTH_APP,
@@ -214,31 +253,76 @@ def app_records(raw: Any) -> AppRecords | Malformed:
         raw={
             "name": app.name,
             "signOnMode": app.signOnMode,
-            "token_endpoint_auth_method": oauth.token_endpoint_auth_method if oauth else None,
+            "token_endpoint_auth_method": method,
             "grant_types": list(settings.grant_types),
             "application_type": settings.application_type,
         },
     )
+    customer = not builtin
     return AppRecords(
         principal=principal,
-        credentials=list(_app_credentials(app.id, oauth, settings)),
+        credentials=list(_app_credentials(app.id, settings)),
         client_id=oauth.client_id if oauth else None,
-        wants_grants=not builtin,
+        wants_grants=customer,
+        wants_secrets=customer and method in SECRET_METHODS,
+        wants_keys=customer and method == "private_key_jwt" and not settings.jwks_uri,
     )
 
 
-def _app_credentials(
-    app_id: str, oauth: _OAuthClientCredentials | None, settings: _OAuthClientSettings
-) -> Iterable[Credential]:
-    if oauth is not None and oauth.token_endpoint_auth_method in SECRET_METHODS:
-        # Okta client secrets carry no expiry: they live until rotated.
-        yield Credential(app_id, f"{app_id}/client_secret", "secret", "client secret")
-    if settings.jwks is not None:
-        for index, key in enumerate(settings.jwks.keys):
-            key_id = key.kid or f"key-{index}"
-            yield Credential(app_id, f"{app_id}/jwks/{key_id}", "jwks", key_id)
+def _app_credentials(app_id: str, settings: _OAuthClientSettings) -> Iterable[Credential]:
+    """Keys published at a URL: Okta fetches them there, so no dates are known."""
     if settings.jwks_uri:
         yield Credential(app_id, f"{app_id}/jwks_uri", "jwks", settings.jwks_uri)
+
+
+def secret_records(app_id: str, raw: Any) -> tuple[list[Credential], list[Malformed]]:
+    """Each usable client secret with its creation date (they never expire: rotation is
+    the only way out, so age is what matters, and two live secrets both show)."""
+    credentials: list[Credential] = []
+    skipped: list[Malformed] = []
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            secret = _Secret.model_validate(item)
+        except ValidationError as error:
+            skipped.append(_malformed("client_secret", item, error))
+            continue
+        if secret.status == "ACTIVE":
+            credentials.append(
+                Credential(
+                    app_id,
+                    f"{app_id}/secret/{secret.id}",
+                    "secret",
+                    "client secret",
+                    parse_time(secret.created),
+                )
+            )
+    if not isinstance(raw, list):
+        skipped.append(Malformed("client_secrets", app_id, "secret list is not an array"))
+    return credentials, skipped
+
+
+def key_records(owner_id: str, raw: Any) -> tuple[list[Credential], list[Malformed]]:
+    """Each active registered public key (an app's or an AI agent's) with its date. The
+    spec's schema says array; its example shows `{"jwks": {"keys": [...]}}`: both read."""
+    if isinstance(raw, dict) and isinstance(raw.get("jwks"), dict):
+        raw = raw["jwks"].get("keys")
+    credentials: list[Credential] = []
+    skipped: list[Malformed] = []
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            key = _SigningKey.model_validate(item)
+        except ValidationError as error:
+            skipped.append(_malformed("json_web_key", item, error))
+            continue
+        if key.status == "ACTIVE":
+            name = f"public key {key.kid or key.id}"
+            created = parse_time(key.created)
+            credentials.append(
+                Credential(owner_id, f"{owner_id}/jwks/{key.id}", "jwks", name, created)
+            )
+    if not isinstance(raw, list):
+        skipped.append(Malformed("json_web_keys", owner_id, "key list is not an array"))
+    return credentials, skipped
 
 
 def grant_records(app_id: str, raw: Any) -> tuple[list[Grant], list[Malformed]]:
@@ -252,17 +336,24 @@ def grant_records(app_id: str, raw: Any) -> tuple[list[Grant], list[Malformed]]:
         except ValidationError as error:
             skipped.append(_malformed("grant", item, error))
             continue
-        if grant.status == "ACTIVE":
-            grants.append(
-                Grant(
-                    principal_id=app_id,
-                    grant_id=grant.id,
-                    permission=grant.scopeId,
-                    resource=RESOURCE,
-                    consent=Consent.APPLICATION,
-                    consenting_user=grant.userId,
-                )
+        if grant.status != "ACTIVE":
+            continue
+        # END_USER: one user consented for themselves (`userId`, management spec
+        # OAuth2ScopeConsentGrant); ADMIN: an admin granted the scope to the app.
+        user_consent = grant.source == "END_USER"
+        if user_consent and not grant.userId:
+            skipped.append(Malformed("grant", grant.id, "END_USER grant without userId"))
+            continue
+        grants.append(
+            Grant(
+                principal_id=app_id,
+                grant_id=grant.id,
+                permission=grant.scopeId,
+                resource=RESOURCE,
+                consent=Consent.USER if user_consent else Consent.APPLICATION,
+                consenting_user=grant.userId if user_consent else None,
             )
+        )
     return grants, skipped
 
 
@@ -271,36 +362,63 @@ class TokenRecords:
     principal: Principal
     credential: Credential
     owner_hint: OwnerHint
+    activity: Activity | None
 
 
-def api_token_records(raw: Any) -> TokenRecords | Malformed:
+def token_user(raw: Any) -> str | None:
+    user = raw.get("userId") if isinstance(raw, dict) else None
+    return user if isinstance(user, str) and user else None
+
+
+def api_token_records(raw: Any, user_status: str | None) -> TokenRecords | Malformed:
+    """An SSWS token; `user_status` is its user's Okta status (None: unknown).
+
+    Okta rejects the tokens of a deactivated user, so those are disabled. Tokens renew on
+    every use, so `expiresAt - tokenWindow` is when it was last used: derived, and said so.
+    """
     try:
         token = _ApiToken.model_validate(raw)
     except ValidationError as error:
         return _malformed("api_token", raw, error)
     created = parse_time(token.created)
+    expires = parse_time(token.expiresAt)
+    window = parse_duration(token.tokenWindow) or DEFAULT_TOKEN_WINDOW
+    last_used = expires - window if expires else None
+    if last_used is not None and created is not None:
+        last_used = max(last_used, created)
+    deactivated = user_status == "DEPROVISIONED"
     principal = Principal(
         external_id=token.id,
         kind=PrincipalKind.API_TOKEN,
         display_name=token.name,
+        status=Status.DISABLED if deactivated else Status.ACTIVE,
         created_at=created,
         raw={
             "userId": token.userId,
             "clientName": token.clientName,
             "tokenWindow": token.tokenWindow,
             "network": token.network.model_dump(exclude_none=True) if token.network else None,
+            "last_used_derived": last_used.isoformat() if last_used else None,
+            "last_used_source": "expiresAt - tokenWindow (tokens renew on use)",
+            "disabled_reason": "its user is deactivated: Okta rejects the token"
+            if deactivated
+            else None,
         },
     )
-    credential = Credential(
-        token.id, token.id, "api_token", token.name, created, parse_time(token.expiresAt)
-    )
+    credential = Credential(token.id, token.id, "api_token", token.name, created, expires)
     hint = OwnerHint(
         principal_id=token.id,
         source=OwnerSource.TOKEN_CREATOR,
         evidence=f"SSWS API token issued to Okta user {token.userId}; it acts with their rights",
         person_id=token.userId,
     )
-    return TokenRecords(principal, credential, hint)
+    activity = Activity(token.id, created or last_used, last_used) if last_used else None
+    return TokenRecords(principal, credential, hint, activity)
+
+
+def user_status(raw: Any) -> str | None:
+    status = raw.get("status") if isinstance(raw, dict) else None
+    return status if isinstance(status, str) else None
 
 
 def person_record(raw: Any) -> Person | Malformed:
@@ -321,11 +439,12 @@ def person_record(raw: Any) -> Person | Malformed:
 
 @dataclass(slots=True)
 class LogFindings:
-    """Creators and last uses gathered from one walk of the System Log."""
+    """Creators and last uses from the System Log, carried from run to run in the
+    checkpoint: each run reads only the window since the last one, and what the log no
+    longer holds (older than its 90 days) is still known."""
 
     creators: dict[str, OwnerHint] = field(default_factory=dict)  # app id -> hint
-    last_use_by_client: dict[str, datetime] = field(default_factory=dict)
-    last_use_by_app: dict[str, datetime] = field(default_factory=dict)
+    last_use_by_client: dict[str, datetime] = field(default_factory=dict)  # client id
 
     def add(self, raw: Any) -> Malformed | None:
         try:
@@ -339,11 +458,8 @@ class LogFindings:
             return None
         if event.eventType == CREATE_EVENT:
             self._creator(event, at)
-        elif event.eventType == APP_SIGN_IN_EVENT:
-            for target in _app_targets(event):
-                _keep_latest(self.last_use_by_app, target, at)
-        elif event.actor is not None and event.actor.id:
-            _keep_latest(self.last_use_by_client, event.actor.id, at)
+        elif client := _token_client(event):
+            _keep_latest(self.last_use_by_client, client, at)
         return None
 
     def _creator(self, event: _LogEvent, at: datetime) -> None:
@@ -361,15 +477,53 @@ class LogFindings:
                 person_id=actor.id,
             )
 
-    def last_use(self, app_id: str, client_id: str | None) -> datetime | None:
-        found = [self.last_use_by_app.get(app_id)]
-        if client_id:
-            found.append(self.last_use_by_client.get(client_id))
-        present = [moment for moment in found if moment is not None]
-        return max(present) if present else None
+    def last_use(self, client_id: str | None) -> datetime | None:
+        return self.last_use_by_client.get(client_id) if client_id else None
 
     def activity(self, app_id: str, client_id: str | None, window_start: datetime) -> Activity:
-        return Activity(app_id, window_start, self.last_use(app_id, client_id))
+        return Activity(app_id, window_start, self.last_use(client_id))
+
+    def to_cursor(self) -> dict[str, Any]:
+        return {
+            "creators": {
+                app: {"person": hint.person_id, "evidence": hint.evidence}
+                for app, hint in sorted(self.creators.items())
+            },
+            "last_use": {
+                client: at.isoformat() for client, at in sorted(self.last_use_by_client.items())
+            },
+        }
+
+    @classmethod
+    def from_cursor(cls, cursor: Mapping[str, Any]) -> LogFindings:
+        """What earlier runs found; anything unreadable is dropped (the log is re-read)."""
+        findings = cls()
+        creators = cursor.get("creators")
+        for app_id, found in (creators if isinstance(creators, dict) else {}).items():
+            if isinstance(found, dict) and isinstance(found.get("person"), str):
+                findings.creators[app_id] = OwnerHint(
+                    principal_id=app_id,
+                    source=OwnerSource.AUDIT_CREATOR,
+                    evidence=str(found.get("evidence") or "System Log"),
+                    person_id=found["person"],
+                )
+        last_use = cursor.get("last_use")
+        for client, text in (last_use if isinstance(last_use, dict) else {}).items():
+            at = parse_time(text) if isinstance(text, str) else None
+            if at is not None:
+                findings.last_use_by_client[client] = at
+        return findings
+
+
+def _token_client(event: _LogEvent) -> str | None:
+    """The OAuth client a token grant went to: `client.id` (LogClient, management spec),
+    else the actor of a client-credentials grant."""
+    if not event.eventType.startswith("app.oauth2."):
+        return None
+    if event.client is not None and event.client.id:
+        return event.client.id
+    actor = event.actor
+    return actor.id if actor is not None and actor.type == CLIENT_ACTOR and actor.id else None
 
 
 def _app_targets(event: _LogEvent) -> list[str]:

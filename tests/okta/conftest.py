@@ -16,29 +16,44 @@ from typing import Any
 
 import pytest
 
+from connectors.base import Checkpoint, Page
 from connectors.okta import OktaConnector
+from connectors.pacing import LocalPacer
 from connectors.settings import OktaSettings, settings_for
-from sandbox.okta import OktaEmulator, build
+from sandbox.okta import REALISTIC_LIMITS, OktaEmulator, build
+from sandbox.okta.app import SERVICE_SCOPES
 from sandbox.server import EmulatorServer, serving
 from sandbox.tls import SandboxCA
 
 
 @dataclass
 class FakeClock:
-    """Epoch seconds that move only when someone sleeps."""
+    """Epoch seconds that move only when someone sleeps.
 
-    now_epoch: float = field(default_factory=lambda: float(int(time.time())))
+    The time slept is summed apart from the epoch: at epoch scale a float cannot hold a
+    pacer's microsecond waits, which would then never add up.
+    """
+
+    start: float = field(default_factory=lambda: float(int(time.time())))
+    slept: float = 0.0
     sleeps: list[float] = field(default_factory=list)
+
+    @property
+    def now_epoch(self) -> float:
+        return self.start + self.slept
 
     def time(self) -> float:
         return self.now_epoch
+
+    def elapsed(self) -> float:
+        return self.slept
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.now_epoch, UTC)
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        self.now_epoch += seconds
+        self.slept += seconds
 
 
 @pytest.fixture(autouse=True)
@@ -85,8 +100,17 @@ class Org:
         values.pop("kind")
         return settings_for("okta", values)  # type: ignore[return-value]
 
-    def connector(self, **kwargs: Any) -> OktaConnector:
-        return OktaConnector(self.settings(**kwargs), sleep=self.clock.sleep, now=self.clock.now)
+    def pacer(self) -> LocalPacer:
+        """Buckets on the fake clock: the pacer's waits move it, like every other wait."""
+        return LocalPacer(sleep=self.clock.sleep, clock=self.clock.elapsed)
+
+    def connector(self, pacer: LocalPacer | None = None, **kwargs: Any) -> OktaConnector:
+        return OktaConnector(
+            self.settings(**kwargs),
+            sleep=self.clock.sleep,
+            now=self.clock.now,
+            pacer=pacer or self.pacer(),
+        )
 
 
 def _resolved(key: str) -> str:
@@ -111,17 +135,48 @@ def org(sandbox_ca: SandboxCA, clock: FakeClock, tmp_path: Path) -> Iterator[Org
     yield from serve_org(emulator, clock, sandbox_ca, tmp_path / "secrets")
 
 
+@pytest.fixture
+def tiny_org(sandbox_ca: SandboxCA, clock: FakeClock, tmp_path: Path) -> Iterator[Org]:
+    """A dozen apps and one AI agent: for flows whose every request is costly (DPoP)."""
+    emulator = build(seed=11, size=12, clock=clock.time, limits=_generous(), agents=1)
+    yield from serve_org(emulator, clock, sandbox_ca, tmp_path / "secrets")
+
+
 def _generous() -> dict[str, int]:
-    return dict.fromkeys(
-        ("apps", "app_by_id", "users", "user_by_id", "logs", "api_tokens", "oauth2"), 10_000
-    )
+    return dict.fromkeys(REALISTIC_LIMITS, 10_000)
 
 
-async def collect(connector: OktaConnector) -> list[Any]:
+async def collect(connector: OktaConnector, cursor: dict[str, Any] | None = None) -> list[Page]:
     try:
-        return [page async for page in connector.discover()]
+        return [page async for page in connector.discover(cursor)]
     finally:
         await connector.aclose()
+
+
+def merged(pages: list[Page]) -> dict[str, list[Any]]:
+    """Every record of a run by type."""
+    out: dict[str, list[Any]] = {}
+    for name in (
+        "principals",
+        "credentials",
+        "grants",
+        "owner_hints",
+        "people",
+        "activity",
+        "skipped",
+    ):
+        out[name] = [record for page in pages for record in getattr(page, name)]
+    return out
+
+
+def checkpoint(pages: list[Page]) -> Checkpoint:
+    final = pages[-1].checkpoint
+    assert final is not None
+    return final
+
+
+# Every read scope the emulated service app holds, AI agents included.
+ALL_READ_SCOPES = tuple(sorted(s for s in SERVICE_SCOPES if s.endswith(".read")))
 
 
 @pytest.fixture

@@ -14,12 +14,14 @@ MANAGE = ("okta.apps.manage", "okta.appGrants.manage")
 
 @pytest.mark.parametrize("auth", ["ssws", "private_key_jwt"])
 async def test_deactivate_activate_round_trip(org: Org, auth: str) -> None:
+    """OAuth here without DPoP (test_dpop.py disables through a DPoP-bound app)."""
+    org.emulator.service_client.dpop_bound = False
     app_id = next(
         a
         for a, app in org.emulator.org.apps.items()
         if a in org.emulator.truth.oauth_apps and app["status"] == "ACTIVE"
     )
-    extra = {"scopes": MANAGE} if auth != "ssws" else {}
+    extra = {"scopes": MANAGE, "dpop": False} if auth != "ssws" else {}
     connector = org.connector(write=auth == "ssws", auth=auth, **extra)
     ref = PrincipalRef(app_id, PrincipalKind.OAUTH_APP)
     try:
@@ -49,8 +51,12 @@ async def test_already_inactive_app_stays_inactive_after_enable(org: Org) -> Non
 
 
 async def test_revoke_and_restore_a_scope_grant(org: Org) -> None:
-    app_id, grants = next((a, g) for a, g in org.emulator.org.grants.items() if g)
-    grant_id, grant = next(iter(grants.items()))
+    app_id, grant_id, grant = next(
+        (a, gid, g)
+        for a, grants in org.emulator.org.grants.items()
+        for gid, g in grants.items()
+        if g["source"] == "ADMIN"
+    )
     ref = GrantRef(PrincipalRef(app_id, PrincipalKind.OAUTH_APP), grant_id, grant["scopeId"])
     connector = org.connector(write=True)
     try:

@@ -326,7 +326,7 @@ def test_inventory_searches_filters_sorts_and_pages(admin_page: Page, console: C
     expect(page.locator("tbody tr")).to_contain_text("ann@acme.test")
 
     page.goto(f"{console.url}/console/inventory")
-    page.get_by_label("Kind").select_option(label="Agent identity")
+    page.get_by_label("Kind").select_option(label="AI agent")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("#count")).to_have_text(_range(1, 5, 5, "apps"))
     page.get_by_role("link", name="Name ▲").click()  # sorted by name: now descending
