@@ -118,12 +118,19 @@ def okta_world(
 
 
 def reviewable(emulator: OktaEmulator) -> list[str]:
+    """Active OAuth apps under review, those with an admin-granted scope first."""
     truth = emulator.truth
-    return sorted(
+    apps = [
         app_id
         for app_id in truth.oauth_apps
         if app_id not in truth.builtins and emulator.org.apps[app_id]["status"] == "ACTIVE"
-    )
+    ]
+    return sorted(apps, key=lambda app_id: (not admin_grants(emulator, app_id), app_id))
+
+
+def admin_grants(emulator: OktaEmulator, app_id: str) -> dict[str, Any]:
+    grants = emulator.org.grants.get(app_id, {})
+    return {gid: grant for gid, grant in grants.items() if grant.get("source") == "ADMIN"}
 
 
 def comparable(app: dict[str, Any]) -> dict[str, Any]:
@@ -141,8 +148,8 @@ def test_enforce_on_okta_then_rerun_then_reenable_exactly(
 ) -> None:
     world, settings = okta_world(engine, org, smtp_server)
     emulator = org.emulator
-    overdue, revoked, reduced, already = reviewable(emulator)[:4]
-    grant_id, grant = next(iter(emulator.org.grants[reduced].items()))
+    reduced, overdue, revoked, already = reviewable(emulator)[:4]
+    grant_id, grant = next(iter(admin_grants(emulator, reduced).items()))
     emulator.org.apps[already]["status"] = "INACTIVE"  # someone was quicker
     before = {a: copy.deepcopy(emulator.org.apps[a]) for a in (overdue, revoked, already)}
     world.item(world.app(overdue))
@@ -254,7 +261,8 @@ def test_a_transient_failure_is_retried_on_the_next_run(
 def test_a_permanent_failure_is_recorded_mailed_and_reported_never_dropped(
     engine: Engine, org: Org, smtp_server: SmtpCapture
 ) -> None:
-    read_only = {"api_token_file": org.table["api_token_file"]}  # cannot write
+    (org.folder / "okta-readonly-token").write_text(org.emulator.readonly_token)
+    read_only = {"api_token_file": "okta-readonly-token"}  # a Read-Only Administrator's
     world, settings = okta_world(engine, org, smtp_server, enforce=read_only)
     [app_id] = reviewable(org.emulator)[:1]
     world.item(world.app(app_id))

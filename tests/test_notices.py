@@ -242,10 +242,11 @@ def rotate(drill: Drill) -> None:
 def secret_values(tenants: SandboxTenants) -> list[str]:
     """Every secret value the emulators hold: none may appear in any email."""
     okta, entra = tenants.okta, tenants.entra
-    client_secrets = [
-        app["credentials"]["oauthClient"]["client_secret"]
-        for app in okta.org.apps.values()
-        if "client_secret" in app["credentials"].get("oauthClient", {})
+    client_secrets = [  # as Okta lists them: masked, with a hash (never a usable value)
+        value
+        for held in okta.org.secrets.values()
+        for secret in held
+        for value in (secret["client_secret"], secret["secret_hash"])
     ]
     private_key = tenants.google.service_account_info("https://t")["private_key"]
     key_lines = [line for line in private_key.splitlines() if "PRIVATE KEY" not in line]

@@ -442,10 +442,8 @@ def _principal_rule(facts: _Facts, principal: Principal) -> str | None:
 def _unsupported(provider: str, action: PlannedAction) -> str | None:
     """Why the provider cannot do this at all, if it cannot (connectors/*/act.py)."""
     kind = action.kind
-    if provider == "okta" and action.action == DISABLE and kind != PrincipalKind.OAUTH_APP:
+    if provider == "okta" and action.action == DISABLE and kind == PrincipalKind.API_TOKEN:
         return "Okta API tokens cannot be disabled, only revoked for good in the Admin console"
-    if provider == "okta" and action.action == REVOKE_CONSENT:
-        return "Okta apps hold no per-user consents Recert can revoke"
     if provider == "entra" and action.action == DISABLE and kind == PrincipalKind.OAUTH_APP:
         return "an app registration without a service principal has nothing to disable"
     if provider == "google" and kind == PrincipalKind.OAUTH_APP:
@@ -523,7 +521,8 @@ def _consent_revokes(
     facts: _Facts, item: ReviewItem, principal: Principal, user: str, day: str
 ) -> list[PlannedAction]:
     """A user revoking their own consent: on Google their token for the app (final), on
-    Entra each delegated permission they granted (restorable)."""
+    Entra each delegated permission they granted (restorable), on Okta each END_USER grant
+    (final: Okta's API cannot consent on a user's behalf, connectors/okta/act.py)."""
     person = item.consenting_user
     reason = f"{user} revoked their own consent on {day}"
     if facts.tenant.kind == "google":
@@ -538,6 +537,9 @@ def _consent_revokes(
         action = _base(facts, item, principal, REVOKE_CONSENT, reason, "user_revoked")
         action.grant_id, action.permission = grant.grant_id, grant.permission
         action.consenting_user = person
+        if facts.tenant.kind == "okta":
+            action.reversible = False
+            action.must_consent_again = [facts.emails.get(person, person)]
         actions.append(action)
     return actions
 

@@ -152,7 +152,9 @@ class OktaEmulator(EmulatorApp):
         bucket = self.bucket_name(request)
         if self._over_limit(bucket):
             return self._too_many(request)
-        if not request.path.startswith("/oauth2/"):
+        # Management APIs need a credential; the authorization servers and the hosted
+        # sign-in page authenticate in their own ways.
+        if request.path.startswith(("/api/", "/workload-principals/")):
             caller = self.auth.caller(request)
             if isinstance(caller, Response):
                 return caller
