@@ -32,7 +32,7 @@ class EntraConnector:
         self.now = now
         self.pacer = pacer or LocalPacer(sleep=sleep)
         self.full_every = timedelta(days=settings.full_sync_days)
-        self.client = GraphClient(settings, sleep=sleep)
+        self.client = GraphClient(settings, sleep=sleep, pacer=self.pacer)
 
     async def discover(self, cursor: Mapping[str, Any] | None = None) -> AsyncIterator[Page]:
         async for page in Discovery(self.client, self.now(), self.full_every).run(cursor):
