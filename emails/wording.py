@@ -11,6 +11,7 @@ KINDS = {
     "third_party_app": "Third-party app",
     "api_token": "API token",
     "managed_identity": "Managed identity",
+    "agent_identity": "AI agent identity",
 }
 CONSENTS = {
     "admin": "granted by an administrator for the whole organisation",
@@ -24,6 +25,8 @@ CREDENTIALS = {
     "key": "Key",
     "api_token": "API token",
     "jwks": "Public key set (JWKS)",
+    "federated": "Federated credential (no secret: an outside issuer's tokens)",
+    "managed_certificate": "Certificate rotated by Azure",
 }
 ORPHAN_REASONS = {
     "no_owner": "No owner is recorded anywhere",

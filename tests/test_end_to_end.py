@@ -109,6 +109,7 @@ def test_inventory_has_the_design_shape(inventory: list[dict[str, Any]]) -> None
         "oauth_app",
         "service_principal",
         "managed_identity",
+        "agent_identity",
         "service_account",
         "third_party_app",
         "api_token",
