@@ -88,10 +88,8 @@ def naive_loop(table: dict[str, Any]) -> None:
     from azure.identity.aio import ClientSecretCredential
     from kiota_abstractions.base_request_configuration import RequestConfiguration
     from msgraph import GraphServiceClient
+    from msgraph.generated.oauth2_permission_grants import oauth2_permission_grants_request_builder
     from msgraph.graph_request_adapter import GraphRequestAdapter
-    from msgraph.generated.oauth2_permission_grants.oauth2_permission_grants_request_builder import (
-        Oauth2PermissionGrantsRequestBuilder as Grants,
-    )
     from msgraph_core import GraphClientFactory
     from msgraph_core.authentication import AzureIdentityAuthenticationProvider
 
@@ -126,10 +124,15 @@ def naive_loop(table: dict[str, Any]) -> None:
                 item = client.service_principals.by_service_principal_id(sp_id)
                 await item.owners.get()
                 await item.app_role_assignments.get()
-                query = Grants.Oauth2PermissionGrantsRequestBuilderGetQueryParameters(
+                grants = (
+                    oauth2_permission_grants_request_builder.Oauth2PermissionGrantsRequestBuilder
+                )
+                query = grants.Oauth2PermissionGrantsRequestBuilderGetQueryParameters(
                     filter=f"clientId eq '{sp_id}'"
                 )
-                await client.oauth2_permission_grants.get(RequestConfiguration(query_parameters=query))
+                await client.oauth2_permission_grants.get(
+                    RequestConfiguration(query_parameters=query)
+                )
 
         await asyncio.gather(*(one(str(sp.id)) for sp in principals))
         await http.aclose()
@@ -148,7 +151,9 @@ def measure(size: int, latency: float, naive: bool) -> dict[str, Any]:
         config = Path(folder) / "recert.toml"
         database = {"url": f"sqlite:///{folder}/bench.db"}
         config.write_text(
-            tomli_w.dumps({"database": database, "iam_email": "iam@example.com", "tenants": [table]})
+            tomli_w.dumps(
+                {"database": database, "iam_email": "iam@example.com", "tenants": [table]}
+            )
         )
 
         def meter() -> dict[str, int]:
@@ -183,6 +188,7 @@ def measure(size: int, latency: float, naive: bool) -> dict[str, Any]:
             assert process.stdout is not None
             output = json.loads(process.stdout.read())
             _, status, usage = os.wait4(process.pid, 0)
+            assert status == 0, "the naive loop failed"
             after = meter()
             results["naive"] = {
                 **{k: round(after[k] - before[k], 2) for k in after},
@@ -212,13 +218,17 @@ def main() -> None:
         report[str(size)] = measure(size, args.latency, not args.no_naive and size == sizes[0])
     small, large = report[str(sizes[0])], report[str(sizes[-1])]
     ratios: dict[str, Any] = {
-        "rss_largest_to_smallest": round(large["full"]["peak_rss_mib"] / small["full"]["peak_rss_mib"], 2),
+        "rss_largest_to_smallest": round(
+            large["full"]["peak_rss_mib"] / small["full"]["peak_rss_mib"], 2
+        ),
         "nightly_to_full_units_largest": round(
             (large["nightly"]["resource_units"] + large["nightly"]["report_requests"])
             / (large["full"]["resource_units"] + large["full"]["report_requests"]),
             4,
         ),
-        "throttled_recert": sum(report[str(s)][r]["throttled"] for s in sizes for r in ("full", "nightly")),
+        "throttled_recert": sum(
+            report[str(s)][r]["throttled"] for s in sizes for r in ("full", "nightly")
+        ),
     }
     if "naive" in small:
         ratios["naive_units_per_recert_unit_smallest"] = round(

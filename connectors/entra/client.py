@@ -15,6 +15,7 @@ bucket.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -431,28 +432,41 @@ class GraphClient:
                 request.headers.try_add(name, value)
             return request
 
-        restarts = 0
-        request, seen = with_headers(first()), set[str]()
-        while True:
-            try:
-                page = await self.get_json(request, what)
-            except ExpiredPageToken:
-                if not seen or restarts >= MAX_RESTARTS:
-                    raise
-                restarts += 1
-                log.warning("tenant %s: page token of %s expired, restarting", self.tenant, what)
-                request, seen = with_headers(first()), set()
-                yield RESTART
-                continue
-            yield page
-            link = page.get("@odata.nextLink")
-            if not isinstance(link, str) or not link:
-                return
-            if link in seen:
-                log.warning("tenant %s: %s repeated a next link; stopping", self.tenant, what)
-                return
-            seen.add(link)
-            request = with_headers(self.request_for(link))
+        restarts, seen = 0, set[str]()
+        # The next page is asked for as soon as its link is known: it travels while the
+        # caller works on this one.
+        ahead = asyncio.ensure_future(self.get_json(with_headers(first()), what))
+        try:
+            while True:
+                try:
+                    page = await ahead
+                except ExpiredPageToken:
+                    if not seen or restarts >= MAX_RESTARTS:
+                        raise
+                    restarts += 1
+                    log.warning(
+                        "tenant %s: page token of %s expired, restarting", self.tenant, what
+                    )
+                    seen = set()
+                    ahead = asyncio.ensure_future(self.get_json(with_headers(first()), what))
+                    yield RESTART
+                    continue
+                link = page.get("@odata.nextLink")
+                last = not isinstance(link, str) or not link or link in seen
+                if isinstance(link, str) and link in seen:
+                    log.warning("tenant %s: %s repeated a next link; stopping", self.tenant, what)
+                if not last:
+                    seen.add(str(link))
+                    request = with_headers(self.request_for(str(link)))
+                    ahead = asyncio.ensure_future(self.get_json(request, what))
+                yield page
+                if last:
+                    return
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+            elif not ahead.cancelled():
+                ahead.exception()  # seen: a page asked for but no longer wanted
 
     def listing(self, url: str, what: str, headers: Mapping[str, str] = {}) -> AsyncIterator[Json]:
         return self.pages(lambda: self.request_for(url), what, headers)

@@ -25,7 +25,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 Clock = Callable[[], float]
 
@@ -96,7 +96,6 @@ class Meter:
     report_requests: int = 0  # audit-log reads: a separate limit, no resource units
     throttled: int = 0
     key_credential_reads: int = 0
-    by_path: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, int]:
         return {
@@ -153,7 +152,6 @@ class Quota:
     ) -> Verdict:
         with self._lock:
             self.meter.requests += 1
-            self.meter.by_path[path] = self.meter.by_path.get(path, 0) + 1
             if path.startswith("auditLogs/"):
                 return self._report(client)
             if selects_key_credentials:
