@@ -171,7 +171,11 @@ def unreachable(tenant: str, exc: Exception, where: str) -> Unreachable | None:
 
 def map_exception(tenant: str, exc: Exception, object_id: str | None, where: str) -> ConnectorError:
     """Every exception the SDK, azure-identity or httpx raises, mapped once."""
-    from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
     from kiota_abstractions.api_error import APIError
 
     if isinstance(exc, ConnectorError):
@@ -199,7 +203,10 @@ def map_exception(tenant: str, exc: Exception, object_id: str | None, where: str
                 tenant, f"token request failed: {exc.message}", object_id
             )
         return PermissionDenied(tenant, f"token request failed: {exc.message}", object_id)
-    if isinstance(exc, httpx.TransportError | ServiceRequestError | json.JSONDecodeError):
+    if isinstance(
+        exc,
+        httpx.TransportError | ServiceRequestError | ServiceResponseError | json.JSONDecodeError,
+    ):
         return unreachable(tenant, exc, where) or TransientError(
             tenant, f"{type(exc).__name__}: {exc}", object_id
         )

@@ -18,7 +18,7 @@ from connectors.base import (
     TransientError,
 )
 from connectors.entra import EntraConnector
-from connectors.entra.client import Cost, Throttled, unreachable
+from connectors.entra.client import Cost, Throttled, map_exception, unreachable
 from connectors.settings import EntraSettings
 from sandbox.entra import EntraEmulator, build
 from sandbox.server import free_port
@@ -264,3 +264,11 @@ def test_dns_failures_read_as_such() -> None:
     assert error is not None
     assert error.permanent
     assert str(error) == "t: cannot reach Graph at x: its host name does not resolve"
+
+
+def test_token_timeouts_are_transient() -> None:
+    from azure.core.exceptions import ServiceResponseError
+
+    error = map_exception("t", ServiceResponseError("Read timed out"), None, "the authority x")
+    assert isinstance(error, TransientError)
+    assert not isinstance(error, PermissionDenied)
