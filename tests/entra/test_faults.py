@@ -50,7 +50,7 @@ def test_a_429_is_waited_out_then_retried(
     with served(small_tenant, sandbox_ca) as url:
         pages = discover(connector(settings_for(small_tenant, url, sandbox_ca), sleep))
     assert principal_ids(pages) == expected_ids(small_tenant)
-    assert len([w for w in sleep.waits if w == pytest.approx(7.0)]) == 2  # Retry-After
+    assert len([w for w in sleep.waits if w == pytest.approx(7.0)]) >= 2  # Retry-After, twice
     assert pages[-1].checkpoint is not None
     statuses = [r.headers.get("retry-attempt") for r in small_tenant.requests]
     assert statuses.count(None) == len(statuses)  # no SDK-side retry: ours, paced
