@@ -141,7 +141,9 @@ class Switches:
     tokens_issued: int = 0
     delta_tokens_before: int = 0  # delta tokens older than this version are expired
     expired_delta_status: int = 400  # 400 syncStateNotFound; 410 resyncRequired also happens
-    replication_lag_reads: int = 0  # re-reads of a just-changed object that still answer 404
+    # Re-reads of a just-changed object that still answer 404: directory replicas catch up
+    # with a delay (learn.microsoft.com/graph/delta-query-overview, known limitations).
+    replication_lag_reads: int = 0
     commit_then_fail_next: int = 0  # writes applied, then answered 503 (the client never knows)
     token_failures_next: int = 0  # the token endpoint answers 503
 
@@ -894,6 +896,8 @@ class EntraEmulator(EmulatorApp):
         for existing in self.tenant.assignments.values():
             same = (existing["principalId"], existing["resourceId"], existing["appRoleId"])
             if same == (principal["id"], resource["id"], role):
+                # Graph's wording; a 409 "EntitlementGrant entry already exists" is also
+                # reported (microsoftgraph/msgraph-bicep-types#161): the connector takes both.
                 raise ODataFault(
                     400,
                     "Request_BadRequest",
@@ -960,7 +964,7 @@ class EntraEmulator(EmulatorApp):
 
     def add_grant(self, request: Request) -> Response:
         """The id is derived from client, resource and user; a second grant of the same
-        three is a conflict (../shared/notes/provider-facts.md)."""
+        three is a 409 conflict (../shared/notes/provider-facts.md; Azure/SimuLand#13)."""
         body = request.json()
         required = ("clientId", "consentType", "resourceId", "scope")
         if not isinstance(body, dict) or any(not body.get(k) for k in required):
