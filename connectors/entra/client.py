@@ -50,11 +50,13 @@ Sleeper = Callable[[float], Awaitable[None]]
 Json = dict[str, Any]
 
 MAX_ATTEMPTS = 6
-UNREACHABLE_ATTEMPTS = 3  # one failed connection, then two retries 1 s and 2 s later
+# An unreachable tenant fails within 15 s: a refused connection is tried three times (1 s
+# and 2 s apart), a connection that times out twice, TLS and DNS failures once.
+UNREACHABLE_ATTEMPTS = {"refused": 3, "timeout": 2, "TLS": 1, "DNS": 1}
 MAX_RESTARTS = 3  # of one listing whose page token expired
 MAX_BACKOFF = 120.0
 BATCH_SIZE = 20
-CONNECT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 5.0  # seconds
 RETRIABLE = frozenset({429, 500, 502, 503, 504})
 EXPIRED_CODES = frozenset({"Directory_ExpiredPageToken", "resyncRequired", "syncStateNotFound"})
 ALREADY_EXISTS = re.compile(r"already exists", re.IGNORECASE)
@@ -100,9 +102,10 @@ class Throttled(TransientError):
 class Unreachable(TransientError):
     """No HTTP answer at all: refused, unresolvable, untrusted TLS, connect timeout."""
 
-    def __init__(self, tenant: str, message: str, *, permanent: bool) -> None:
+    def __init__(self, tenant: str, message: str, *, kind: str) -> None:
         super().__init__(tenant, message)
-        self.permanent = permanent
+        self.kind = kind  # refused | timeout | TLS | DNS
+        self.attempts = UNREACHABLE_ATTEMPTS[kind]
 
 
 @dataclass(frozen=True)
@@ -164,8 +167,7 @@ def unreachable(tenant: str, exc: Exception, where: str) -> Unreachable | None:
     text = f"{type(exc).__name__} {exc} {exc.__cause__ or ''}".lower()
     for needles, kind, reason in UNREACHABLE_REASONS:
         if any(needle in text for needle in needles):
-            permanent = kind in ("TLS", "DNS")
-            return Unreachable(tenant, f"cannot reach {where}: {reason}", permanent=permanent)
+            return Unreachable(tenant, f"cannot reach {where}: {reason}", kind=kind)
     return None
 
 
@@ -360,7 +362,7 @@ class GraphClient:
     async def failed(self, error: ConnectorError, attempt: int, cost: Cost | None) -> None:
         """Wait before the next attempt, or raise `error` when it is not worth one."""
         if isinstance(error, Unreachable):
-            if error.permanent or attempt >= UNREACHABLE_ATTEMPTS - 1:
+            if attempt >= error.attempts - 1:
                 raise error
             await self.sleep(float(attempt + 1))
             return

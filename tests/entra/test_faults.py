@@ -262,7 +262,7 @@ def test_an_untrusted_certificate_fails_at_once(
 def test_dns_failures_read_as_such() -> None:
     error = unreachable("t", socket.gaierror(-2, "Name or service not known"), "Graph at x")
     assert error is not None
-    assert error.permanent
+    assert error.attempts == 1
     assert str(error) == "t: cannot reach Graph at x: its host name does not resolve"
 
 
