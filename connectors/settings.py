@@ -117,8 +117,13 @@ class EntraSettings(_Settings):
     graph_url: HttpsUrl = AnyHttpUrl("https://graph.microsoft.com")
     authority: HttpsUrl = AnyHttpUrl("https://login.microsoftonline.com")
     page_size: int = Field(default=999, ge=1, le=999)
-    # Delta rounds miss grant changes on unchanged principals: enumerate in full this often.
+    # A backstop: nightly delta rounds follow directory audits, and this often a full round
+    # re-reads everything.
     full_sync_days: int = Field(default=7, ge=1)
+    # Graph's resource units per 10 s for this app in this tenant: 3,500 under 50 users,
+    # 5,000 up to 500, 8,000 above (learn.microsoft.com/graph/throttling-limits).
+    resource_units_per_10s: int = Field(default=3500, ge=100)
+    quota_reserve: float = Field(default=0.3, ge=0.0, lt=1.0)  # share left to other work
 
     @model_validator(mode="after")
     def _one_credential(self) -> EntraSettings:

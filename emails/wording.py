@@ -29,7 +29,8 @@ CREDENTIALS = {
     "key": "Key",
     "api_token": "API token",
     "jwks": "Public key set (JWKS)",
-    "federated": "Federated credential",
+    "federated": "Federated credential (no secret: an outside issuer's tokens)",
+    "managed_certificate": "Certificate rotated by Azure",
 }
 # How to rotate, by provider, or "provider:variant" where one provider has several ways.
 ROTATION = {

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from recert.clock import Clock, as_utc
@@ -41,7 +42,11 @@ def _payload(event: AuditEvent) -> dict[str, Any]:
 
 
 def event_hash(event: AuditEvent) -> str:
-    body = event.prev_hash + "\n" + canonical_json(_payload(event))
+    return _digest(_payload(event))
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    body = payload["prev_hash"] + "\n" + canonical_json(payload)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -76,6 +81,46 @@ def append(
     session.add(head)
     session.flush()
     return event
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event for `append_many`: the keyword arguments of `append`."""
+
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str
+    tenant: str | None = None
+    data: Mapping[str, Any] | None = None
+
+
+def append_many(session: Session, clock: Clock, entries: Sequence[Entry]) -> None:
+    """Append events in order, as `append` would one by one, with one statement: the head
+    is locked once and the chain computed here."""
+    if not entries:
+        return
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    rows = []
+    for entry in entries:
+        moment = as_utc(clock.now())
+        payload = {
+            "seq": head.seq + 1,
+            "occurred_at": moment.isoformat(),
+            "actor": entry.actor,
+            "action": entry.action,
+            "subject_type": entry.subject_type,
+            "subject_id": entry.subject_id,
+            "tenant": entry.tenant,
+            "data": json.loads(canonical_json(dict(entry.data or {}))),
+            "prev_hash": head.hash,
+        }
+        digest = _digest(payload)
+        head.seq, head.hash = payload["seq"], digest
+        rows.append({**payload, "occurred_at": moment, "hash": digest})
+    session.execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
+    session.add(head)
+    session.flush()
 
 
 @dataclass(frozen=True)

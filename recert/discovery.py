@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlalchemy.exc import StatementError
-from sqlmodel import select
+from sqlmodel import Session, col, select
 
 from connectors import open_connector
 from connectors.base import Checkpoint, Connector, ConnectorError, Page
@@ -24,13 +24,14 @@ from recert import audit
 from recert.clock import Clock
 from recert.config import Tenant, require_secrets
 from recert.db import session_scope
-from recert.models import SyncRun, SyncStatus
+from recert.models import Principal, SyncRun, SyncStatus
 from recert.models import Tenant as TenantRow
 from recert.store import PageLoader
 
 log = logging.getLogger(__name__)
 
 PageCallback = Callable[[str, Page], None]
+PAGES_PER_COMMIT = 8
 ConnectorFactory = Callable[[Tenant], Connector]
 Guard = Callable[[], None]  # raises when the run must stop (e.g. its lock was lost)
 MAX_ERROR_CHARS = 500  # what a run and its audit event keep of an error
@@ -134,22 +135,23 @@ async def _discover(
         run_id = run.id
     summary = SyncSummary(tenant=tenant.name, run_id=run_id, status=SyncStatus.RUNNING)
     connector = connector or open_connector(tenant.read, now=clock.now, pacer=pacer)
-    kinds: dict[str, str] = {}  # external id -> kind; pages may repeat a principal
     checkpoint: Checkpoint | None = None
+
+    def loaded(session: Session, loader: PageLoader) -> None:
+        _audit_returned(session, clock, tenant, run_id, loader.returned)
+        summary.deleted += loader.removed
+
+    writer = _Writer(engine, _loader_of(tenant, tenant_id, run_id, started), summary, loaded)
+    # The store works in a thread of its own: the connector reads the next pages meanwhile.
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recert-store")
+    loop = asyncio.get_running_loop()
     try:
         async for page in connector.discover(cursor or None):
-            with session_scope(engine) as session:
-                loader = _loader(session, tenant, tenant_id, run_id, started)
-                loader.load(page)
-                _audit_returned(session, clock, tenant, run_id, loader.returned)
-            summary.pages += 1
-            summary.skipped += loader.skipped
-            summary.deleted += loader.removed
-            kinds.update((p.external_id, p.kind.value) for p in page.principals)
-            summary.principals_seen = len(kinds)
+            await loop.run_in_executor(thread, writer.load, page)
             checkpoint = page.checkpoint or checkpoint
             if on_page:
                 on_page(tenant.name, page)
+        await loop.run_in_executor(thread, writer.commit)
         if checkpoint is None:
             raise ConnectorError(tenant.name, "the listing ended without a checkpoint")
         if guard:
@@ -157,14 +159,87 @@ async def _discover(
     except Exception as error:  # any failure ends the run as failed, sweeping nothing
         if not isinstance(error, ConnectorError):
             log.exception("tenant %s: discovery crashed", tenant.name)
+        await loop.run_in_executor(thread, writer.keep_loaded)
         summary.error = error_text(error)
+        summary.principals_seen = sum(_seen_by_kind(engine, tenant_id, run_id).values())
         _finish_failed(engine, tenant, run_id, clock, summary)
         return summary
     finally:
+        thread.shutdown()
         await connector.aclose()
-    summary.by_kind = dict(sorted(Counter(kinds.values()).items()))
+    summary.by_kind = _seen_by_kind(engine, tenant_id, run_id)
+    summary.principals_seen = sum(summary.by_kind.values())
     _finish_complete(engine, tenant, tenant_id, run_id, started, clock, checkpoint, summary)
     return summary
+
+
+def _seen_by_kind(engine: Engine, tenant_id: int, run_id: int) -> dict[str, int]:
+    """Principals this run delivered, per kind (the store keeps the last page's kind)."""
+    with session_scope(engine) as session:
+        query = (
+            select(Principal.kind, func.count())
+            .where(Principal.tenant_id == tenant_id, Principal.last_seen_run_id == run_id)
+            .group_by(col(Principal.kind))
+        )
+        return dict(sorted((kind, int(n)) for kind, n in session.exec(query)))
+
+
+class _Writer:
+    """Loads pages in a few transactions, not one per page: each commit waits for the disk.
+    A page counts once its transaction committed; a failure keeps what was committed."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        loader_for: Callable[[Session], PageLoader],
+        summary: SyncSummary,
+        loaded: Callable[[Session, PageLoader], None],
+    ) -> None:
+        self.engine = engine
+        self.loader_for = loader_for
+        self.summary = summary
+        self.loaded = loaded  # after each page, in its transaction (audit what it changed)
+        self.session: Session | None = None
+        self.pages = self.skipped = 0
+
+    def load(self, page: Page) -> None:
+        if self.session is None:
+            self.session = Session(self.engine, expire_on_commit=False)
+        loader = self.loader_for(self.session)
+        loader.load(page)
+        self.loaded(self.session, loader)
+        self.pages += 1
+        self.skipped += loader.skipped
+        if self.pages >= PAGES_PER_COMMIT:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.session is not None:
+            self.session.commit()
+            self.summary.pages += self.pages
+            self.summary.skipped += self.skipped
+        self.close()
+
+    def keep_loaded(self) -> None:
+        """After a failure: commit the pages that loaded, unless loading failed itself."""
+        try:
+            self.commit()
+        except Exception:
+            log.exception(
+                "tenant %s: could not keep the pages loaded before the failure", self.summary.tenant
+            )
+            self.close()
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.session, self.pages, self.skipped = None, 0, 0
+
+
+def _loader_of(
+    tenant: Tenant, tenant_id: int, run_id: int, now: Any
+) -> Callable[[Session], PageLoader]:
+    return lambda session: _loader(session, tenant, tenant_id, run_id, now)
 
 
 def _loader(session: Any, tenant: Tenant, tenant_id: int, run_id: int, now: Any) -> PageLoader:

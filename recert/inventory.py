@@ -67,7 +67,12 @@ def _entry(
             for g in sorted(grants, key=lambda g: (g.resource, g.permission, g.grant_id))
         ],
         "credentials": [
-            {"type": c.type, "expires_at": _iso(c.expires_at), "created_at": _iso(c.created_at)}
+            {
+                "type": c.type,
+                "expires_at": _iso(c.expires_at),
+                "created_at": _iso(c.created_at),
+                "display_name": c.display_name,
+            }
             for c in sorted(credentials, key=lambda c: c.credential_id)
         ],
         "last_used_at": _iso(p.last_used_at),

@@ -14,15 +14,19 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlmodel import Session, col, delete, select
+from sqlalchemy import delete, insert
+from sqlalchemy import select as select_columns
+from sqlmodel import Session, col
 
 from recert import audit
 from recert.catalog import Catalog
 from recert.clock import Clock
 from recert.config import OwnerRule, Settings
 from recert.models import Grant, OwnerHint, Ownership, Person, Principal, Tenant
-from recert.store import grouped
+from recert.store import grouped_rows, live_principals, rows_of
 
 CONFIDENCE = {
     "catalog": 1.0,
@@ -71,41 +75,85 @@ def is_user_consented(principal: Principal, grants: Iterable[Grant]) -> bool:
     return principal.kind == "third_party_app" or consents == {"user"}
 
 
+class Someone(NamedTuple):
+    """The columns of a Person that resolution reads: light enough for every user."""
+
+    id: int | None
+    external_id: str
+    display_name: str
+    email: str | None
+    active: bool
+    manager_external_id: str | None
+
+
 @dataclass
 class TenantIndex:
-    """Everything owner resolution reads for one tenant, loaded once."""
+    """What owner resolution reads for one tenant: all people, and the principals being
+    resolved (a batch at a time, see `take`) with the apps that own them."""
 
     name: str
     principals: dict[str, Principal]
-    people_by_id: dict[str, Person]
-    people_by_email: dict[str, Person]
+    people_by_id: dict[str, Someone]
+    people_by_email: dict[str, Someone]
     hints: dict[int, list[OwnerHint]]
     grants: dict[int, list[Grant]]
     rules: tuple[OwnerRule, ...]
     catalog: Catalog
     iam_email: str
+    session: Session | None = None
+    tenant_id: int | None = None
     _cache: dict[str, Resolution] = field(default_factory=dict)
 
     @classmethod
     def load(
         cls, session: Session, tenant: Tenant, settings: Settings, catalog: Catalog
     ) -> TenantIndex:
-        principals = session.exec(
-            select(Principal).where(Principal.tenant_id == tenant.id, Principal.status != "deleted")
-        ).all()
-        people = session.exec(select(Person).where(Person.tenant_id == tenant.id)).all()
-        ids = [p.id for p in principals]
+        columns = [col(getattr(Person, name)) for name in Someone._fields]
+        query = select_columns(*columns).where(col(Person.tenant_id) == tenant.id)
+        people = [Someone(*row) for row in session.execute(query)]
         return cls(
             name=tenant.name,
-            principals={p.external_id: p for p in principals},
+            principals={},
             people_by_id={p.external_id: p for p in people},
             people_by_email={p.email.lower(): p for p in people if p.email},
-            hints=grouped(session, OwnerHint, ids),
-            grants=grouped(session, Grant, ids),
+            hints={},
+            grants={},
             rules=tuple(r for r in settings.owner_rules if r.tenant in (None, tenant.name)),
             catalog=catalog,
             iam_email=settings.iam_email,
+            session=session,
+            tenant_id=tenant.id,
         )
+
+    def take(self, principals: list[Principal]) -> None:
+        """Resolve these next: their hints and grants replace the previous batch's."""
+        ids = [p.id for p in principals]
+        self.principals = {p.external_id: p for p in principals}
+        self.hints = grouped_rows(self._session, OwnerHint, ids)
+        self.grants = grouped_rows(self._session, Grant, ids)
+        self._cache.clear()
+
+    def principal(self, external_id: str) -> Principal | None:
+        """A principal of this tenant by external id (an owning app outside the batch)."""
+        if external_id not in self.principals:
+            found = rows_of(
+                self._session,
+                Principal,
+                col(Principal.tenant_id) == self.tenant_id,
+                col(Principal.status) != "deleted",
+                col(Principal.external_id) == external_id,
+            )
+            if not found:
+                return None
+            self.principals[external_id] = found[0]
+            self.hints.update(grouped_rows(self._session, OwnerHint, [found[0].id]))
+            self.grants.update(grouped_rows(self._session, Grant, [found[0].id]))
+        return self.principals[external_id]
+
+    @property
+    def _session(self) -> Session:
+        assert self.session is not None
+        return self.session
 
     def resolve(self, principal: Principal, visiting: frozenset[str] = frozenset()) -> Resolution:
         if not visiting and principal.external_id in self._cache:
@@ -163,7 +211,7 @@ class TenantIndex:
         failures: list[Failure],
     ) -> None:
         owner_id = hint.owner_principal_external_id or ""
-        owner_app = self.principals.get(owner_id)
+        owner_app = self.principal(owner_id)
         if owner_id in visiting or owner_app is None:
             why = "a cycle of apps owning each other" if owner_id in visiting else "an unknown app"
             failures.append(Failure("owner_is_app", f"{hint.evidence}; it leads to {why}"))
@@ -224,7 +272,7 @@ class TenantIndex:
 
     def _accept(
         self,
-        person: Person,
+        person: Someone,
         source: str,
         evidence: str,
         candidates: list[Candidate],
@@ -261,7 +309,7 @@ class TenantIndex:
             )
         )
 
-    def _active_manager(self, person: Person) -> Person | None:
+    def _active_manager(self, person: Someone) -> Someone | None:
         seen = {person.external_id}
         current = person
         for _ in range(MAX_MANAGER_HOPS):
@@ -308,28 +356,31 @@ def resolve_tenant(
 ) -> OwnersSummary:
     """Resolve and store owners for one tenant; writes and audits only what changed."""
     index = TenantIndex.load(session, tenant, settings, catalog)
-    current = grouped(session, Ownership, [p.id for p in index.principals.values()])
     summary = OwnersSummary(tenant.name)
     reasons: dict[str, int] = defaultdict(int)
-    for principal in index.principals.values():
-        summary.principals += 1
-        stored = current.get(principal.id or 0, [])
-        if needs_owner(principal):
-            held = _held_by_catalog(index, principal, stored)
-            resolution = _as_stored(stored) if held else index.resolve(principal)
-            summary.held += held
-            if resolution.owners:
-                summary.owned += 1
+    assert tenant.id is not None
+    for batch in live_principals(session, tenant.id):
+        index.take(batch)
+        current = grouped_rows(session, Ownership, [p.id for p in batch])
+        changes = _Changes(tenant.name)
+        for principal in batch:
+            summary.principals += 1
+            stored = current.get(principal.id or 0, [])
+            if needs_owner(principal):
+                held = _held_by_catalog(index, principal, stored)
+                resolution = _as_stored(stored) if held else index.resolve(principal)
+                summary.held += held
+                if resolution.owners:
+                    summary.owned += 1
+                else:
+                    summary.orphaned += 1
+                    reasons[resolution.orphan_reason or "no_owner"] += 1
             else:
-                summary.orphaned += 1
-                reasons[resolution.orphan_reason or "no_owner"] += 1
-        else:
-            summary.not_reviewed += 1
-            resolution = Resolution()
-        if not resolution.held and _store(
-            session, principal, resolution, stored, clock, tenant.name
-        ):
-            summary.changed += 1
+                summary.not_reviewed += 1
+                resolution = Resolution()
+            if not resolution.held and changes.add(principal, resolution, stored, clock):
+                summary.changed += 1
+        changes.write(session, clock)
     summary.orphan_reasons = dict(sorted(reasons.items()))
     return summary
 
@@ -356,12 +407,25 @@ def _as_stored(stored: list[Ownership]) -> Resolution:
     return Resolution(owners=owners, held=True)
 
 
-def _rows(principal: Principal, resolution: Resolution, clock: Clock) -> list[Ownership]:
+class OwnershipRow(NamedTuple):
+    """An `Ownership` row to write (the table's columns but the id)."""
+
+    principal_id: int
+    source: str
+    resolved_at: datetime
+    email: str | None = None
+    person_id: int | None = None
+    confidence: float = 0.0
+    evidence: str = ""
+    orphan_reason: str | None = None
+
+
+def _rows(principal: Principal, resolution: Resolution, clock: Clock) -> list[OwnershipRow]:
     assert principal.id is not None
     now = clock.now()
     if resolution.orphan_reason:
         return [
-            Ownership(
+            OwnershipRow(
                 principal_id=principal.id,
                 source="none",
                 orphan_reason=resolution.orphan_reason,
@@ -370,7 +434,7 @@ def _rows(principal: Principal, resolution: Resolution, clock: Clock) -> list[Ow
             )
         ]
     return [
-        Ownership(
+        OwnershipRow(
             principal_id=principal.id,
             email=c.email,
             person_id=c.person_id,
@@ -383,39 +447,56 @@ def _rows(principal: Principal, resolution: Resolution, clock: Clock) -> list[Ow
     ]
 
 
-def _key(row: Ownership) -> tuple[object, ...]:
+def _key(row: Ownership | OwnershipRow) -> tuple[object, ...]:
     return (row.email, row.person_id, row.source, row.confidence, row.evidence, row.orphan_reason)
 
 
-def _store(
-    session: Session,
-    principal: Principal,
-    resolution: Resolution,
-    existing: list[Ownership],
-    clock: Clock,
-    tenant: str,
-) -> bool:
-    wanted = _rows(principal, resolution, clock) if needs_owner(principal) else []
-    if [_key(r) for r in wanted] == [_key(r) for r in existing]:
-        return False
-    session.execute(delete(Ownership).where(col(Ownership.principal_id) == principal.id))
-    session.add_all(wanted)
-    audit.append(
-        session,
-        clock,
-        actor="recert",
-        action="owner.resolved",
-        subject_type="principal",
-        subject_id=principal.external_id,
-        tenant=tenant,
-        data={
-            "owners": [
-                {"email": r.email, "source": r.source, "confidence": r.confidence}
-                for r in wanted
-                if r.email
-            ],
-            "orphan_reason": resolution.orphan_reason,
-            "evidence": resolution.evidence or (wanted[0].evidence if wanted else ""),
-        },
-    )
-    return True
+@dataclass
+class _Changes:
+    """Ownership rows to replace and their audit events, written for a batch at once."""
+
+    tenant: str
+    replaced: list[int] = field(default_factory=list)  # principal ids
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    events: list[audit.Entry] = field(default_factory=list)
+
+    def add(
+        self,
+        principal: Principal,
+        resolution: Resolution,
+        existing: list[Ownership],
+        clock: Clock,
+    ) -> bool:
+        wanted = _rows(principal, resolution, clock) if needs_owner(principal) else []
+        if [_key(r) for r in wanted] == [_key(r) for r in existing]:
+            return False
+        assert principal.id is not None
+        self.replaced.append(principal.id)
+        self.rows += [r._asdict() for r in wanted]
+        self.events.append(
+            audit.Entry(
+                actor="recert",
+                action="owner.resolved",
+                subject_type="principal",
+                subject_id=principal.external_id,
+                tenant=self.tenant,
+                data={
+                    "owners": [
+                        {"email": r.email, "source": r.source, "confidence": r.confidence}
+                        for r in wanted
+                        if r.email
+                    ],
+                    "orphan_reason": resolution.orphan_reason,
+                    "evidence": resolution.evidence or (wanted[0].evidence if wanted else ""),
+                },
+            )
+        )
+        return True
+
+    def write(self, session: Session, clock: Clock) -> None:
+        for start in range(0, len(self.replaced), 10_000):
+            chunk = self.replaced[start : start + 10_000]
+            session.execute(delete(Ownership).where(col(Ownership.principal_id).in_(chunk)))
+        if self.rows:
+            session.execute(insert(Ownership), self.rows)
+        audit.append_many(session, clock, self.events)

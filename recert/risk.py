@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, col
 
 from recert.config import RiskSettings
 from recert.models import Credential, Grant, Principal, Tenant
-from recert.store import grouped
+from recert.store import grouped_rows, live_principals
 
 # Microsoft Graph (and Exchange) permissions that write the directory or roles, or reach
 # all mail, all files or all sites.
@@ -204,18 +205,24 @@ def is_stale(principal: Principal, stale_days: int, now: datetime) -> bool:
 
 def score_tenant(session: Session, tenant: Tenant, settings: RiskSettings, now: datetime) -> int:
     """Store each live principal's risk; returns how many changed."""
-    principals = session.exec(
-        select(Principal).where(Principal.tenant_id == tenant.id, Principal.status != "deleted")
-    ).all()
-    ids = [p.id for p in principals]
-    grants = grouped(session, Grant, ids)
-    credentials = grouped(session, Credential, ids)
+    assert tenant.id is not None
     changed = 0
-    for principal in principals:
-        pid = principal.id or 0
-        result = assess(principal, grants[pid], credentials[pid], settings, now)
-        if (principal.risk, tuple(principal.risk_reasons)) != (result.level, result.reasons):
-            principal.risk, principal.risk_reasons = result.level, list(result.reasons)
-            session.add(principal)
-            changed += 1
+    store = (
+        update(Principal)
+        .where(col(Principal.id) == bindparam("pid"))
+        .values(risk=bindparam("level"), risk_reasons=bindparam("reasons"))
+    )
+    for batch in live_principals(session, tenant.id):
+        ids = [p.id for p in batch]
+        grants = grouped_rows(session, Grant, ids)
+        credentials = grouped_rows(session, Credential, ids)
+        rows = []
+        for principal in batch:
+            pid = principal.id or 0
+            result = assess(principal, grants[pid], credentials[pid], settings, now)
+            if (principal.risk, tuple(principal.risk_reasons)) != (result.level, result.reasons):
+                rows.append({"pid": pid, "level": result.level, "reasons": list(result.reasons)})
+        if rows:
+            session.connection().execute(store, rows)
+            changed += len(rows)
     return changed

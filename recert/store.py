@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import bindparam, delete, func, or_, update
+from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
@@ -32,6 +33,15 @@ log = logging.getLogger(__name__)
 _Child = TypeVar("_Child", base.Credential, base.Grant, base.OwnerHint, base.Activity)
 _Record = TypeVar("_Record")
 NUL, REPLACEMENT = "\x00", "\ufffd"
+_Model = TypeVar("_Model", bound=SQLModel)
+_BOOKKEEPING = (
+    "raw",
+    "first_seen_at",
+    "first_seen_run_id",
+    "last_seen_at",
+    "last_seen_run_id",
+    "deleted_at",
+)
 
 
 def upsert(
@@ -73,6 +83,64 @@ def grouped(session: Session, model: Any, ids: Sequence[int | None]) -> dict[int
         for row in session.exec(query):
             by_principal[row.principal_id].append(row)
     return by_principal
+
+
+def rows_of(
+    session: Session,
+    model: type[_Model],
+    *where: Any,
+    order: Any = None,
+    limit: int | None = None,
+    leave_out: Iterable[str] = (),
+) -> list[_Model]:
+    """Read-only rows with the columns of `model` (but `leave_out`) as attributes, without
+    building ORM objects: a fraction of the cost when reading a whole tenant."""
+    table = model.__table__  # type: ignore[attr-defined]
+    skipped = set(leave_out)
+    query = select_columns(*(c for c in table.columns if c.name not in skipped)).where(*where)
+    if order is not None:
+        query = query.order_by(order)
+    if limit is not None:
+        query = query.limit(limit)
+    return cast(list[_Model], session.connection().execute(query).all())
+
+
+def grouped_rows(
+    session: Session, model: type[_Model], ids: Sequence[int | None]
+) -> dict[int, list[_Model]]:
+    """`grouped`, as read-only rows."""
+    by_principal: dict[int, list[_Model]] = defaultdict(list)
+    key = model.principal_id  # type: ignore[attr-defined]
+    order = model.id  # type: ignore[attr-defined]
+    for start in range(0, len(ids), 10_000):
+        chunk = ids[start : start + 10_000]
+        for row in rows_of(session, model, col(key).in_(chunk), order=col(order)):
+            by_principal[row.principal_id].append(row)  # type: ignore[attr-defined]
+    return by_principal
+
+
+def live_principals(
+    session: Session, tenant_id: int, size: int = 2000
+) -> Iterator[list[Principal]]:
+    """A tenant's principals that are not deleted, as read-only rows (without the provider's
+    raw fields and the sync bookkeeping), `size` at a time in id order: memory holds one
+    batch."""
+    after = 0
+    while True:
+        batch = rows_of(
+            session,
+            Principal,
+            col(Principal.tenant_id) == tenant_id,
+            col(Principal.status) != Status.DELETED,
+            col(Principal.id) > after,
+            order=col(Principal.id),
+            limit=size,
+            leave_out=_BOOKKEEPING,
+        )
+        if not batch:
+            return
+        after = batch[-1].id or after
+        yield batch
 
 
 def principal_ids(session: Session, tenant_id: int, external_ids: Iterable[str]) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,8 @@ from connectors.pacing import LocalPacer, Pacer
 from connectors.settings import EntraSettings
 
 __all__ = ["EntraConnector"]
+
+log = logging.getLogger("connectors.entra")
 
 
 class EntraConnector:
@@ -32,11 +35,19 @@ class EntraConnector:
         self.now = now
         self.pacer = pacer or LocalPacer(sleep=sleep)
         self.full_every = timedelta(days=settings.full_sync_days)
-        self.client = GraphClient(settings, sleep=sleep)
+        self.client = GraphClient(settings, sleep=sleep, pacer=self.pacer)
 
     async def discover(self, cursor: Mapping[str, Any] | None = None) -> AsyncIterator[Page]:
         async for page in Discovery(self.client, self.now(), self.full_every).run(cursor):
             yield page
+        usage = self.client.usage
+        log.info(
+            "tenant %s: %d requests, %d resource units, %d answered 429",
+            self.tenant,
+            usage.requests,
+            usage.resource_units,
+            usage.throttled,
+        )
 
     async def disable(self, ref: PrincipalRef) -> Snapshot:
         return await act.disable(self.client, ref)

@@ -2,17 +2,21 @@
 
 Each returns or takes the pre-change snapshot; already-in-that-state is success.
 Delegated grant ids are "<oauth2PermissionGrant id>#<scope>"; application grant ids are
-appRoleAssignment ids (see transform).
+"<appRoleAssignment id>@<resource id>/<app role id>" (see transform).
+
+A create retried after a timeout or a 5xx may find its first attempt did land: Graph then
+answers 409 (delegated grants, whose ids are derived from client, resource and user) or
+400 "already exists" (app role assignments). That is read back and counted as done.
 """
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
-from urllib.parse import quote
 
 from connectors.base import GrantRef, NotFound, NotReversible, PrincipalKind, PrincipalRef, Snapshot
-from connectors.entra.client import GraphClient
+from connectors.entra.client import AlreadyExists, GraphClient
+from connectors.entra.transform import parse_assignment_grant_id
 
 
 async def disable(client: GraphClient, ref: PrincipalRef) -> Snapshot:
@@ -20,6 +24,14 @@ async def disable(client: GraphClient, ref: PrincipalRef) -> Snapshot:
         raise NotReversible(
             client.tenant,
             "an app registration without a service principal has nothing to disable",
+            ref.external_id,
+        )
+    if ref.kind == PrincipalKind.MANAGED_IDENTITY:
+        # "Service principals representing managed identities ... can't be updated or
+        # modified directly" (servicePrincipalType, ../shared/specs/msgraph).
+        raise NotReversible(
+            client.tenant,
+            "a managed identity is Azure's to manage: Graph refuses to change it",
             ref.external_id,
         )
     enabled = await account_enabled(client, ref.external_id)
@@ -73,23 +85,45 @@ async def restore_grant(client: GraphClient, grant: GrantRef, snapshot: Snapshot
         await restore_assignment(client, grant, snapshot)
 
 
+async def assignments_of(client: GraphClient, sp_id: str) -> list[dict[str, Any]]:
+    url = f"{client.graph_url}/v1.0/servicePrincipals/{sp_id}/appRoleAssignments"
+    return await client.collect(url, sp_id)
+
+
+def holds(found: list[dict[str, Any]], resource_id: str, role_id: str) -> dict[str, Any] | None:
+    for existing in found:
+        same_resource = str(existing.get("resourceId")).lower() == resource_id.lower()
+        if same_resource and str(existing.get("appRoleId")).lower() == role_id.lower():
+            return existing
+    return None
+
+
 async def revoke_assignment(client: GraphClient, grant: GrantRef) -> Snapshot:
+    """Removes the assignment; if its stored id is gone (removed and granted again since
+    the last discovery), the current one is found by (resource, app role)."""
     sp_id = grant.principal.external_id
+    assignment_id, resource_id, role_id = parse_assignment_grant_id(grant.grant_id)
     builder = client.sdk.service_principals.by_service_principal_id(sp_id).app_role_assignments
-    item = builder.by_app_role_assignment_id(grant.grant_id)
     try:
-        found = await client.call(item.get, grant.grant_id)
+        found = await client.call(builder.by_app_role_assignment_id(assignment_id).get, sp_id)
+        current: dict[str, Any] = {
+            "id": assignment_id,
+            "resourceId": str(found.resource_id) if found else resource_id,
+            "appRoleId": str(found.app_role_id) if found else role_id,
+        }
     except NotFound:
-        return {"type": "application", "id": grant.grant_id, "absent": True}
-    snapshot = {
-        "type": "application",
-        "id": grant.grant_id,
-        "principalId": sp_id,
-        "resourceId": str(found.resource_id) if found else None,
-        "appRoleId": str(found.app_role_id) if found else None,
-    }
+        again = (
+            holds(await assignments_of(client, sp_id), resource_id, role_id)
+            if (resource_id and role_id)
+            else None
+        )
+        if again is None:
+            return {"type": "application", "id": assignment_id, "absent": True}
+        current = {k: str(again.get(k)) for k in ("id", "resourceId", "appRoleId")}
+    assignment_id = current["id"] or assignment_id
+    snapshot = {"type": "application", "principalId": sp_id, **current}
     with contextlib.suppress(NotFound):  # deleted meanwhile: the outcome wanted
-        await client.call(item.delete, grant.grant_id)
+        await client.call(builder.by_app_role_assignment_id(assignment_id).delete, sp_id)
     return snapshot
 
 
@@ -99,21 +133,18 @@ async def restore_assignment(client: GraphClient, grant: GrantRef, snapshot: Sna
     from msgraph.generated.models.app_role_assignment import AppRoleAssignment
 
     sp_id = grant.principal.external_id
-    url = f"{client.graph_url}/v1.0/servicePrincipals/{sp_id}/appRoleAssignments"
-    for existing in await client.collect(url, sp_id):
-        same_resource = str(existing.get("resourceId")) == snapshot["resourceId"]
-        if (
-            same_resource
-            and str(existing.get("appRoleId")).lower() == snapshot["appRoleId"].lower()
-        ):
-            return
+    resource_id, role_id = snapshot["resourceId"], snapshot["appRoleId"]
+    if holds(await assignments_of(client, sp_id), resource_id, role_id):
+        return
     body = AppRoleAssignment(
-        principal_id=UUID(sp_id),
-        resource_id=UUID(snapshot["resourceId"]),
-        app_role_id=UUID(snapshot["appRoleId"]),
+        principal_id=UUID(sp_id), resource_id=UUID(resource_id), app_role_id=UUID(role_id)
     )
     builder = client.sdk.service_principals.by_service_principal_id(sp_id).app_role_assignments
-    await client.call(lambda: builder.post(body), sp_id)
+    try:
+        await client.call(lambda: builder.post(body), sp_id)
+    except AlreadyExists:  # an earlier attempt landed after all
+        if not holds(await assignments_of(client, sp_id), resource_id, role_id):
+            raise
 
 
 async def revoke_scope(client: GraphClient, grant: GrantRef) -> Snapshot:
@@ -156,44 +187,37 @@ async def set_scopes(client: GraphClient, grant_id: str, scopes: list[str]) -> N
             raise
 
 
-async def restore_scope(client: GraphClient, snapshot: Snapshot) -> None:
-    from msgraph.generated.models.o_auth2_permission_grant import OAuth2PermissionGrant
-
-    grant_id, scope = snapshot["id"], snapshot["scope"]
+async def scopes_of(client: GraphClient, grant_id: str) -> list[str] | None:
     item = client.sdk.oauth2_permission_grants.by_o_auth2_permission_grant_id(grant_id)
     try:
         found = await client.call(item.get, grant_id)
     except NotFound:
-        found = None
-    if found is not None:
-        current: dict[str, Any] | None = {"id": grant_id, "scope": found.scope}
-    else:  # deleted with its last scope; an earlier restore may have re-created it
-        current = await _same_grant(client, snapshot)
-    if current is not None:
-        scopes = str(current.get("scope") or "").split()
-        if scope not in scopes:
-            ordered = _in_original_order(snapshot, [*scopes, scope])
-            await set_scopes(client, str(current["id"]), ordered)
-        return
-    body = OAuth2PermissionGrant(
-        client_id=snapshot["clientId"],
-        consent_type=snapshot["consentType"],
-        principal_id=snapshot["principalId"],
-        resource_id=snapshot["resourceId"],
-        scope=scope,
-    )
-    await client.call(lambda: client.sdk.oauth2_permission_grants.post(body), grant_id)
+        return None
+    return (found.scope or "").split() if found else []
 
 
-async def _same_grant(client: GraphClient, snapshot: Snapshot) -> dict[str, Any] | None:
-    """The grant of the same client, user and resource, if one exists (Graph keeps one)."""
-    url = f"{client.graph_url}/v1.0/oauth2PermissionGrants?$filter=" + quote(
-        f"clientId eq '{snapshot['clientId']}'"
-    )
-    for grant in await client.collect(url, snapshot["clientId"]):
-        if all(grant.get(k) == snapshot[k] for k in ("consentType", "principalId", "resourceId")):
-            return grant
-    return None
+async def restore_scope(client: GraphClient, snapshot: Snapshot) -> None:
+    from msgraph.generated.models.o_auth2_permission_grant import OAuth2PermissionGrant
+
+    grant_id, scope = snapshot["id"], snapshot["scope"]
+    scopes = await scopes_of(client, grant_id)
+    if scopes is None:
+        body = OAuth2PermissionGrant(
+            client_id=snapshot["clientId"],
+            consent_type=snapshot["consentType"],
+            principal_id=snapshot["principalId"],
+            resource_id=snapshot["resourceId"],
+            scope=scope,
+        )
+        try:
+            await client.call(lambda: client.sdk.oauth2_permission_grants.post(body), grant_id)
+            return
+        except AlreadyExists:  # an earlier attempt landed: the id is the same one again
+            scopes = await scopes_of(client, grant_id)
+            if scopes is None:
+                raise
+    if scope not in scopes:
+        await set_scopes(client, grant_id, _in_original_order(snapshot, [*scopes, scope]))
 
 
 def _in_original_order(snapshot: Snapshot, scopes: list[str]) -> list[str]:

@@ -36,14 +36,20 @@ MICROSOFT_TENANTS = frozenset(
         "72f988bf-86f1-41af-91ab-2d7cd011db47",
         "cdc5aeea-15c5-4db6-b079-fcadd2505dc2",
         "33e01921-4d64-4f8c-a055-5bdaffd5e33d",
+        "975f013f-7f24-47e8-a7d3-abc4752bf346",  # PME (../shared/notes/provider-facts.md)
+        "124edf19-b350-4797-aefc-3206115ffdb3",  # GME
     }
 )
+# servicePrincipalType (msgraph-sdk-python models/service_principal.py): ServiceIdentity is
+# an agent identity. Any other value is inventoried as a service principal, with a warning.
 SP_TYPES = {
     "Application": PrincipalKind.SERVICE_PRINCIPAL,
     "Legacy": PrincipalKind.SERVICE_PRINCIPAL,
     "SocialIdp": PrincipalKind.SERVICE_PRINCIPAL,
     "ManagedIdentity": PrincipalKind.MANAGED_IDENTITY,
+    "ServiceIdentity": PrincipalKind.AGENT_IDENTITY,
 }
+AGENT_TYPE = "#microsoft.graph.agentIdentity"
 DEFAULT_ACCESS_ROLE = "00000000-0000-0000-0000-000000000000"
 # Microsoft keeps service-principal sign-in activity back to May 2020 (Graph docs).
 SIGN_IN_WINDOW_START = datetime(2020, 5, 1, tzinfo=UTC)
@@ -153,9 +159,8 @@ def check_service_principal(record: Any) -> Malformed | None:
         text(record, "id", required=True)
         text(record, "appId", required=True)
         text(record, "displayName")
-        sp_type = record.get("servicePrincipalType")
-        if sp_type is not None and sp_type not in SP_TYPES:
-            raise Bad(f"unknown servicePrincipalType {sp_type!r}")
+        text(record, "servicePrincipalType")
+        moment(record.get("createdDateTime"))
         if not isinstance(record.get("accountEnabled", True), bool | None):
             raise Bad("accountEnabled is not a boolean")
         listing(record, "passwordCredentials")
@@ -194,6 +199,20 @@ def _publisher(record: Json) -> tuple[str | None, bool | None]:
     return (name if isinstance(name, str) else None), bool(verified.get("verifiedPublisherId"))
 
 
+def kind_of(sp: Json) -> PrincipalKind:
+    if sp.get("@odata.type") == AGENT_TYPE:
+        return PrincipalKind.AGENT_IDENTITY
+    return SP_TYPES.get(
+        sp.get("servicePrincipalType") or "Application", PrincipalKind.SERVICE_PRINCIPAL
+    )
+
+
+def unknown_type(sp: Json) -> str | None:
+    """A servicePrincipalType this code does not know (it is still inventoried)."""
+    sp_type = sp.get("servicePrincipalType")
+    return sp_type if sp_type is not None and sp_type not in SP_TYPES else None
+
+
 def principal_of(sp: Json | None, app: Json | None) -> Principal:
     """One principal: a service principal with its app registration folded in, or an app
     registration that has no service principal (an `oauth_app`). Inputs are checked."""
@@ -211,18 +230,17 @@ def principal_of(sp: Json | None, app: Json | None) -> Principal:
             raw={"applicationId": app["id"], "publisherDomain": app.get("publisherDomain")},
         )
     publisher, verified = _publisher(sp)
+    created = app.get("createdDateTime") if app else sp.get("createdDateTime")
     return Principal(
         external_id=sp["id"],
-        kind=SP_TYPES.get(
-            sp.get("servicePrincipalType") or "Application", PrincipalKind.SERVICE_PRINCIPAL
-        ),
+        kind=kind_of(sp),
         display_name=sp.get("displayName") or sp["appId"],
         status=Status.DISABLED if sp.get("accountEnabled") is False else Status.ACTIVE,
         platform_owned=is_platform_owned(sp["appId"], sp.get("appOwnerOrganizationId")),
         app_id=sp["appId"],
         publisher=publisher,
         publisher_verified=verified,
-        created_at=moment(app.get("createdDateTime")) if app else None,
+        created_at=moment(created),
         raw={
             "servicePrincipalType": sp.get("servicePrincipalType"),
             "appOwnerOrganizationId": sp.get("appOwnerOrganizationId"),
@@ -232,17 +250,26 @@ def principal_of(sp: Json | None, app: Json | None) -> Principal:
 
 
 def credentials_of(
-    principal_id: str, holders: Iterable[Json]
+    principal_id: str, holders: Iterable[Json], *, managed: bool = False
 ) -> tuple[list[Credential], list[Malformed]]:
-    """Secrets and certificates of the service principal and of its app registration."""
+    """Secrets and certificates of the service principal and of its app registration.
+
+    A SAML signing certificate shows as a Sign keyCredential, a Verify keyCredential with
+    the same thumbprint and a passwordCredential with the Sign key's id: one certificate
+    (../shared/notes/provider-facts.md). A managed identity's certificate is Azure's to
+    rotate: `managed_certificate`, never an expiring secret.
+    """
     found: dict[str, Credential] = {}
     bad: list[Malformed] = []
     for holder in holders:
+        signing = _signing_keys(listing(holder, "keyCredentials"))
         for field_name, kind in (
             ("passwordCredentials", "secret"),
-            ("keyCredentials", "certificate"),
+            ("keyCredentials", "managed_certificate" if managed else "certificate"),
         ):
             for entry in listing(holder, field_name):
+                if _part_of_signing(entry, kind, signing):
+                    continue
                 try:
                     credential = _credential(principal_id, entry, kind)
                 except Bad as reason:
@@ -253,17 +280,64 @@ def credentials_of(
     return list(found.values()), bad
 
 
+def _signing_keys(keys: list[Any]) -> dict[str, str | None]:
+    """Sign keyCredentials: key id -> thumbprint (customKeyIdentifier)."""
+    return {
+        entry["keyId"]: entry.get("customKeyIdentifier")
+        for entry in keys
+        if isinstance(entry, dict) and entry.get("usage") == "Sign" and entry.get("keyId")
+    }
+
+
+def _part_of_signing(entry: Any, kind: str, signing: dict[str, str | None]) -> bool:
+    """The Verify half or the password half of a signing certificate already counted."""
+    if not isinstance(entry, dict) or not signing:
+        return False
+    thumbprint = entry.get("customKeyIdentifier")
+    same_print = thumbprint is not None and thumbprint in signing.values()
+    if kind == "secret":
+        return entry.get("keyId") in signing or same_print
+    return entry.get("usage") == "Verify" and same_print
+
+
 def _credential(principal_id: str, entry: Any, kind: str) -> Credential:
+    """`startDateTime` is when the credential starts to be valid, not when anyone made it:
+    Graph has no creation time for credentials, so `created_at` stays unknown."""
     if not isinstance(entry, dict):
         raise Bad("credential is not a JSON object")
+    moment(entry.get("startDateTime"))
     return Credential(
         principal_id=principal_id,
         credential_id=text(entry, "keyId", required=True) or "",
         type=kind,
         display_name=text(entry, "displayName"),
-        created_at=moment(entry.get("startDateTime")),
         expires_at=moment(entry.get("endDateTime")),
     )
+
+
+def federated_credentials(
+    principal_id: str, found: Iterable[Any]
+) -> tuple[list[Credential], list[Malformed]]:
+    """federatedIdentityCredentials: an outside issuer's tokens (a GitHub Actions workflow,
+    another cloud) sign in as the app with no secret at all."""
+    credentials, bad = [], []
+    for entry in found:
+        try:
+            if not isinstance(entry, dict):
+                raise Bad("not a JSON object")
+            issuer = text(entry, "issuer", required=True)
+            subject = text(entry, "subject", required=True)
+            credentials.append(
+                Credential(
+                    principal_id=principal_id,
+                    credential_id=text(entry, "id", required=True) or "",
+                    type="federated",
+                    display_name=f"issuer {issuer}, subject {subject}",
+                )
+            )
+        except Bad as reason:
+            bad.append(malformed("federatedIdentityCredential", entry, str(reason)))
+    return credentials, bad
 
 
 # people and owners ------------------------------------------------------------------
@@ -275,6 +349,8 @@ def person_of(user: Any) -> Person | Malformed:
             raise Bad("not a JSON object")
         user_id = text(user, "id", required=True) or ""
         manager = user.get("manager")
+        if isinstance(user.get("manager@delta"), list):  # users/delta spells it so
+            manager = next(iter(user["manager@delta"]), None)
         manager_id = record_id(manager) if isinstance(manager, dict) else None
         enabled = user.get("accountEnabled")
         if not isinstance(enabled, bool | None):
@@ -290,14 +366,17 @@ def person_of(user: Any) -> Person | Malformed:
         return malformed("user", user, str(bad))
 
 
-def owner_hints(principal_id: str, owners: Iterable[Json], held_by: str) -> list[OwnerHint]:
-    """Owners listed on the service principal or on the app registration (`held_by`)."""
+def owner_hints(
+    principal_id: str, owners: Iterable[Json], held_by: str, relationship: str = "owners"
+) -> list[OwnerHint]:
+    """Owners (or an agent identity's sponsors) listed on the service principal or on the
+    app registration (`held_by`)."""
     hints: list[OwnerHint] = []
     for owner in owners:
         owner_id, kind = record_id(owner), owner.get("@odata.type")
         if owner_id is None:
             continue
-        evidence = f"listed in /owners of the {held_by}"
+        evidence = f"listed in /{relationship} of the {held_by}"
         if kind == "#microsoft.graph.user":
             email = owner.get("mail") or owner.get("userPrincipalName")
             hints.append(
@@ -413,6 +492,19 @@ def delegated_grants(grant: Any, resources: Mapping[str, Resource]) -> list[Gran
     ]
 
 
+def assignment_grant_id(assignment_id: str, resource_id: str, role_id: str) -> str:
+    """An application grant's id carries what finds it again if the assignment is
+    re-created under a new id: "<assignment id>@<resource id>/<app role id>"."""
+    return f"{assignment_id}@{resource_id}/{role_id}"
+
+
+def parse_assignment_grant_id(grant_id: str) -> tuple[str, str | None, str | None]:
+    """(assignment id, resource id, app role id); ids stored before carry only the first."""
+    assignment_id, _, rest = grant_id.partition("@")
+    resource_id, _, role_id = rest.partition("/")
+    return assignment_id, resource_id or None, role_id or None
+
+
 def application_grant(
     principal_id: str, assignment: Any, resources: Mapping[str, Resource]
 ) -> Grant | Malformed:
@@ -430,7 +522,7 @@ def application_grant(
     fallback_name = assignment.get("resourceDisplayName")
     return Grant(
         principal_id=principal_id,
-        grant_id=assignment_id,
+        grant_id=assignment_grant_id(assignment_id, resource_id, role_id),
         permission=name,
         resource=resource.name
         if resource

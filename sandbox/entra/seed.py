@@ -3,10 +3,17 @@
 The generator also records the ground truth the connector's output is checked against
 (which principals are Microsoft's, which permission names each holds, who owns what),
 decided here when each object is made, never derived from the Graph data afterwards.
+
+`TenantGenerator` makes the same tenant for a seed as it always has (benchmarks and the
+inventory comparison rely on it); `Additions` then adds, from a random stream of its own,
+what later Graph releases and real tenants brought: agent identities with sponsors,
+Microsoft's PME and GME owner tenants, GitHub Actions federated credentials, SAML signing
+certificates, and an app with more owners than `$expand` returns.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import random
 import uuid
@@ -24,6 +31,11 @@ MICROSOFT_TENANTS = (
     "cdc5aeea-15c5-4db6-b079-fcadd2505dc2",
     "33e01921-4d64-4f8c-a055-5bdaffd5e33d",
 )
+# Microsoft's PME and GME tenants also own first-party apps (../shared/notes/provider-facts.md).
+PME_TENANT = "975f013f-7f24-47e8-a7d3-abc4752bf346"
+GME_TENANT = "124edf19-b350-4797-aefc-3206115ffdb3"
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 SEED_NOW = datetime(2026, 12, 1, tzinfo=UTC)
 APP_PERMISSIONS = (
     "Mail.ReadWrite",
@@ -48,6 +60,14 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def grant_id(client_id: str, resource_id: str, principal_id: str | None = None) -> str:
+    """Graph's oauth2PermissionGrant id: base64url of the client's, the resource's and (for
+    one user's consent) the user's object ids (../shared/notes/provider-facts.md)."""
+    parts = [client_id, resource_id] + ([principal_id] if principal_id else [])
+    raw = b"".join(uuid.UUID(part).bytes_le for part in parts)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 def read_csv(name: str) -> list[dict[str, str]]:
     with (DATA / name).open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
@@ -69,6 +89,8 @@ class Truth:
     disabled: set[str] = field(default_factory=set)
     malformed: set[str] = field(default_factory=set)
     hostile: set[str] = field(default_factory=set)
+    added: set[str] = field(default_factory=set)  # principals made by `Additions`
+    sponsors: dict[str, set[str]] = field(default_factory=dict)  # agent identity -> users
 
 
 @dataclass
@@ -83,6 +105,8 @@ class Tenant:
     assignments: dict[str, dict[str, Any]] = field(default_factory=dict)  # appRoleAssignments
     audits: list[dict[str, Any]] = field(default_factory=list)
     sign_ins: dict[str, dict[str, Any]] = field(default_factory=dict)  # appId -> activity row
+    sponsors: dict[str, list[str]] = field(default_factory=dict)  # agent identity -> user ids
+    federated: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # app -> FICs
     truth: Truth = field(default_factory=Truth)
 
 
@@ -255,7 +279,10 @@ class TenantGenerator:
             app_id=app_id, name=f"mi-workload-{index}", owner_org=None, sp_type="ManagedIdentity"
         )
         self.mark(sp_id, "managed_identity", app_id)
-        self.add_credential(sp_id, self.sp(sp_id), "certificate", days=180)
+        # Azure rotates it: inventoried, never flagged as an expiring secret.
+        self.add_credential(
+            sp_id, self.sp(sp_id), "certificate", days=180, recorded_as="managed_certificate"
+        )
         self.maybe_grants(sp_id, share=0.5)
         self.maybe_sign_in(sp_id)
 
@@ -311,7 +338,7 @@ class TenantGenerator:
     def add_malformed(self) -> None:
         breakers = (
             lambda sp: sp.pop("id"),
-            lambda sp: sp.update(servicePrincipalType="Bogus"),
+            lambda sp: sp.update(accountEnabled="yes"),
             lambda sp: sp.update(displayName=12345),
             lambda sp: sp.update(passwordCredentials="oops"),
         )
@@ -324,7 +351,13 @@ class TenantGenerator:
     # attachments --------------------------------------------------------------------
 
     def add_credential(
-        self, principal: str, holder: dict[str, Any], kind: str, *, days: int
+        self,
+        principal: str,
+        holder: dict[str, Any],
+        kind: str,
+        *,
+        days: int,
+        recorded_as: str | None = None,
     ) -> None:
         key_id = self.new_id()
         start = self.now - timedelta(days=self.rng.randint(31, 400))
@@ -350,7 +383,7 @@ class TenantGenerator:
                     "endDateTime": iso(end),
                 }
             )
-        self.tenant.truth.credentials[principal].add((kind, key_id))
+        self.tenant.truth.credentials[principal].add((recorded_as or kind, key_id))
 
     def maybe_owners(self, principal: str, object_id: str, *, share: float) -> None:
         if self.rng.random() >= share:
@@ -392,9 +425,10 @@ class TenantGenerator:
             permissions.add((f"unknown permission {self.unknown_role}", "application"))
 
     def add_delegated(self, sp_id: str, scopes: list[str], principal: str | None) -> None:
-        grant_id = self.new_id()
-        self.tenant.grants[grant_id] = {
-            "id": grant_id,
+        self.new_id()  # drawn as before, so that a seed still makes the same tenant
+        key = grant_id(sp_id, self.graph_sp, principal)
+        self.tenant.grants[key] = {
+            "id": key,
             "clientId": sp_id,
             "consentType": "Principal" if principal else "AllPrincipals",
             "principalId": principal,
@@ -487,6 +521,129 @@ class TenantGenerator:
             self.sp(sp_id)["accountEnabled"] = False
             self.tenant.truth.disabled.add(sp_id)
 
+    # additions, from a random stream of their own -----------------------------------
+
+    def add_additions(self, seed: int) -> None:
+        """What later Graph releases and real tenants brought; base objects stay as they are."""
+        self.rng = random.Random(f"additions-{seed}")
+        before = set(self.tenant.truth.kinds)
+        blueprint = self.new_id()  # the appId of the blueprint the agents are made from
+        for index in range(max(2, self.size // 50)):
+            self.add_agent_identity(index, blueprint)
+        for owner_org in (PME_TENANT, GME_TENANT):
+            name = f"Microsoft service of tenant {owner_org[:8]}"
+            row = {"AppId": self.new_id(), "AppDisplayName": name}
+            self.add_first_party({**row, "AppOwnerOrganizationId": owner_org})
+        for index in range(max(2, self.size // 100)):
+            self.add_federated_app(index)
+        for index in range(max(2, self.size // 100)):
+            self.add_saml_app(index)
+        self.add_crowded_app()
+        self.tenant.truth.added = set(self.tenant.truth.kinds) - before
+
+    def add_agent_identity(self, index: int, blueprint: str) -> None:
+        """An agent identity: a service principal of type ServiceIdentity with sponsors
+        (learn.microsoft.com/graph/api/resources/agentidentity; msgraph-sdk-python
+        models/agent_identity.py)."""
+        app_id = self.new_id()
+        sp_id = self.add_sp(
+            app_id=app_id,
+            name=f"Agent {index:04d}",
+            owner_org=self.tenant.tenant_id,
+            sp_type="ServiceIdentity",
+        )
+        created = self.now - timedelta(days=self.rng.randint(1, 120))
+        self.sp(sp_id).update(
+            {
+                "@odata.type": "#microsoft.graph.agentIdentity",
+                "agentIdentityBlueprintId": blueprint,
+                "createdDateTime": iso(created),
+            }
+        )
+        self.mark(sp_id, "agent_identity", app_id)
+        if self.departed_users and self.rng.random() < 0.2:
+            sponsors = [self.rng.choice(self.departed_users)]  # the sponsor has left
+        else:
+            sponsors = self.rng.sample(self.active_users, self.rng.randint(1, 2))
+        self.tenant.sponsors[sp_id] = sponsors
+        self.tenant.truth.sponsors[sp_id] = set(sponsors)
+        self.maybe_owners(sp_id, sp_id, share=0.3)
+        self.maybe_grants(sp_id, share=0.8)
+        self.maybe_sign_in(sp_id)
+
+    def new_app(self, name: str) -> tuple[str, str]:
+        """An app registration of this tenant with its service principal: (sp id, app id)."""
+        app_id, object_id = self.new_id(), self.new_id()
+        self.tenant.applications[object_id] = {
+            "id": object_id,
+            "appId": app_id,
+            "displayName": name,
+            "createdDateTime": iso(self.now - timedelta(days=self.rng.randint(1, 900))),
+            "publisherDomain": "contoso.example",
+            "signInAudience": "AzureADMyOrg",
+            "verifiedPublisher": {"displayName": None, "verifiedPublisherId": None},
+            "passwordCredentials": [],
+            "keyCredentials": [],
+        }
+        sp_id = self.add_sp(app_id=app_id, name=name, owner_org=self.tenant.tenant_id)
+        self.mark(sp_id, "service_principal", app_id)
+        return sp_id, object_id
+
+    def add_federated_app(self, index: int) -> None:
+        """A deployment pipeline that signs in with a GitHub Actions OIDC token: a
+        federatedIdentityCredential, no secret at all."""
+        sp_id, object_id = self.new_app(f"Deploy pipeline {index}")
+        credentials = []
+        for branch in ("main", "release")[: self.rng.randint(1, 2)]:
+            credential_id = self.new_id()
+            credentials.append(
+                {
+                    "id": credential_id,
+                    "name": f"github-{branch}",
+                    "issuer": GITHUB_ISSUER,
+                    "subject": f"repo:contoso/pipeline-{index}:ref:refs/heads/{branch}",
+                    "audiences": [EXCHANGE_AUDIENCE],
+                    "description": None,
+                }
+            )
+            self.tenant.truth.credentials[sp_id].add(("federated", credential_id))
+        self.tenant.federated[object_id] = credentials
+        self.maybe_owners(sp_id, object_id, share=1.0)
+        self.maybe_grants(sp_id, share=0.7)
+        self.maybe_sign_in(sp_id)
+
+    def add_saml_app(self, index: int) -> None:
+        """An enterprise app with SAML sign-on: its signing certificate shows as a Sign and
+        a Verify keyCredential and a passwordCredential, sharing key id and thumbprint."""
+        sp_id, object_id = self.new_app(f"SAML app {index}")
+        sign_key, verify_key = self.new_id(), self.new_id()
+        thumbprint = f"{self.rng.getrandbits(160):040X}"
+        start = self.now - timedelta(days=self.rng.randint(10, 300))
+        common = {
+            "customKeyIdentifier": thumbprint,
+            "displayName": "CN=Microsoft Azure Federated SSO Certificate",
+            "startDateTime": iso(start),
+            "endDateTime": iso(start + timedelta(days=3 * 365)),
+        }
+        sp = self.sp(sp_id)
+        sp["preferredSingleSignOnMode"] = "saml"
+        sp["keyCredentials"] = [
+            {**common, "keyId": sign_key, "type": "AsymmetricX509Cert", "usage": "Sign"},
+            {**common, "keyId": verify_key, "type": "AsymmetricX509Cert", "usage": "Verify"},
+        ]
+        sp["passwordCredentials"] = [{**common, "keyId": sign_key, "hint": None}]
+        self.tenant.truth.credentials[sp_id].add(("certificate", sign_key))
+        self.maybe_owners(sp_id, object_id, share=1.0)
+        self.maybe_sign_in(sp_id)
+
+    def add_crowded_app(self) -> None:
+        """More owners than an `$expand` returns: 20
+        (developer.microsoft.com/graph/known-issues)."""
+        sp_id, _ = self.new_app("Shared tooling app")
+        owners = self.rng.sample(self.active_users, min(25, len(self.active_users)))
+        self.tenant.owners[sp_id] = list(owners)
+        self.tenant.truth.owner_people[sp_id].update(owners)
+
 
 APP_CSV = "graph-permissions-application.csv"
 DELEGATED_CSV = "graph-permissions-delegated.csv"
@@ -506,10 +663,16 @@ def generate(
     size: int = 2000,
     malformed: int = 0,
     now: datetime = SEED_NOW,
+    *,
+    additions: bool = True,
     **mix: float,
 ) -> Tenant:
     """A tenant of about `size` service principals aged against `now`; `mix` overrides
-    DEFAULT_MIX weights."""
+    DEFAULT_MIX weights. `additions=False` leaves out what `add_additions` makes."""
     weights = {**DEFAULT_MIX, **mix}
     oauth_share = weights.pop("oauth_app_only")
-    return TenantGenerator(seed, size, weights, oauth_share, malformed, now).build()
+    generator = TenantGenerator(seed, size, weights, oauth_share, malformed, now)
+    tenant = generator.build()
+    if additions:
+        generator.add_additions(seed)
+    return tenant

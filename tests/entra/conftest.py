@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -12,20 +12,42 @@ import pytest
 
 from connectors.base import Page
 from connectors.entra import EntraConnector
+from connectors.pacing import LocalPacer
 from connectors.settings import EntraSettings
 from sandbox.entra import EntraEmulator, build
 from sandbox.server import serving
 from sandbox.tls import SandboxCA
 
 
-class FakeSleep:
-    """Records every wait the connector asks for; never sleeps."""
+class Clock:
+    """Seconds that pass only when FakeSleep sleeps: the pacer's and the quota's time."""
 
     def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+# One time line for the tests' emulators, pacers and sleeps: it moves only when a
+# FakeSleep sleeps, so throttling plays out the same way on every run.
+TEST_CLOCK = Clock()
+
+
+class FakeSleep:
+    """Records every wait the connector asks for and moves `clock` to its end; never
+    sleeps. Other tasks run meanwhile, and waits that overlap end together, as real ones
+    would."""
+
+    def __init__(self, clock: Clock = TEST_CLOCK) -> None:
         self.waits: list[float] = []
+        self.clock = clock
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        until = self.clock.seconds + seconds
+        await asyncio.sleep(0)
+        self.clock.seconds = max(self.clock.seconds, until)
 
 
 @contextmanager
@@ -51,8 +73,15 @@ def settings_for(
     return EntraSettings.model_validate(values)
 
 
-def connector(settings: EntraSettings, sleep: FakeSleep | None = None) -> EntraConnector:
-    return EntraConnector(settings, sleep=sleep or FakeSleep(), now=lambda: datetime.now(UTC))
+def connector(
+    settings: EntraSettings,
+    sleep: FakeSleep | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> EntraConnector:
+    """A connector whose pacer waits through `sleep` on `sleep.clock`."""
+    sleep = sleep or FakeSleep()
+    pacer = LocalPacer(sleep=sleep, clock=sleep.clock)
+    return EntraConnector(settings, sleep=sleep, now=now, pacer=pacer)
 
 
 def discover(
@@ -74,9 +103,9 @@ def discover(
 
 @pytest.fixture(scope="session")
 def large_tenant() -> EntraEmulator:
-    return build(seed=7, size=2000, malformed=4)
+    return build(seed=7, size=2000, malformed=4, clock=TEST_CLOCK)
 
 
 @pytest.fixture
 def small_tenant() -> EntraEmulator:
-    return build(seed=3, size=120, delta_page_size=15)
+    return build(seed=3, size=120, delta_page_size=15, clock=TEST_CLOCK)

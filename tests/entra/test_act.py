@@ -155,3 +155,74 @@ def test_delegated_scope_revoke_restore(small_tenant: EntraEmulator, sandbox_ca:
     ]
     fields = ("clientId", "consentType", "principalId", "resourceId", "scope")
     assert [{k: g[k] for k in fields} for g in recreated] == [{k: single[k] for k in fields}]
+
+
+def test_a_managed_identity_is_never_patched(
+    small_tenant: EntraEmulator, sandbox_ca: SandboxCA
+) -> None:
+    """Azure manages it: Graph refuses the change (403), so the connector never tries."""
+    mi = next(i for i, k in small_tenant.tenant.truth.kinds.items() if k == "managed_identity")
+    ref = PrincipalRef(mi, PrincipalKind.MANAGED_IDENTITY)
+    with pytest.raises(NotReversible):
+        acting(small_tenant, sandbox_ca, lambda conn: conn.disable(ref))
+    assert not [r for r in small_tenant.requests if r.method == "PATCH"]
+    assert small_tenant.tenant.service_principals[mi]["accountEnabled"] is True
+
+
+def test_revoke_finds_a_role_granted_again_under_a_new_id(
+    small_tenant: EntraEmulator, sandbox_ca: SandboxCA
+) -> None:
+    """The role was removed and granted again since discovery (new assignment id): the
+    revoke finds the current assignment by resource and role instead of calling it gone."""
+    old = next(iter(small_tenant.tenant.assignments.values()))
+    principal, resource, role = old["principalId"], old["resourceId"], old["appRoleId"]
+    grant_id = f"{old['id']}@{resource}/{role}"  # as discovery stored it
+    small_tenant.unassign_app_role(old["id"])
+    current = small_tenant.assign_app_role(principal, resource, role)
+    ref = GrantRef(PrincipalRef(principal, PrincipalKind.SERVICE_PRINCIPAL), grant_id, "x")
+
+    snapshot = acting(small_tenant, sandbox_ca, lambda conn: conn.revoke_grant(ref))
+    assert not snapshot.get("absent")
+    assert snapshot["id"] == current
+    assert current not in small_tenant.tenant.assignments
+    acting(small_tenant, sandbox_ca, lambda conn: conn.restore_grant(ref, snapshot))
+    held = {
+        (a["principalId"], a["resourceId"], a["appRoleId"])
+        for a in small_tenant.tenant.assignments.values()
+    }
+    assert (principal, resource, role) in held
+
+
+def test_a_create_that_landed_before_its_answer_was_lost_counts_as_done(
+    small_tenant: EntraEmulator, sandbox_ca: SandboxCA
+) -> None:
+    """POST applied, then 503: the retry meets "already exists" (409 for a delegated grant,
+    400 for an app role assignment), reads it back and is done."""
+    single = next(g for g in small_tenant.tenant.grants.values() if len(g["scope"].split()) == 1)
+    single_ref = GrantRef(
+        PrincipalRef(single["clientId"], PrincipalKind.SERVICE_PRINCIPAL),
+        f"{single['id']}#{single['scope']}",
+        single["scope"],
+    )
+    assignment = next(iter(small_tenant.tenant.assignments.values()))
+    grant_id = f"{assignment['id']}@{assignment['resourceId']}/{assignment['appRoleId']}"
+    role_ref = GrantRef(
+        PrincipalRef(assignment["principalId"], PrincipalKind.SERVICE_PRINCIPAL), grant_id, "x"
+    )
+
+    async def work(conn: EntraConnector) -> None:
+        dropped = await conn.revoke_grant(single_ref)
+        removed = await conn.revoke_grant(role_ref)
+        small_tenant.switches.commit_then_fail_next = 2
+        await conn.restore_grant(single_ref, dropped)
+        await conn.restore_grant(role_ref, removed)
+
+    acting(small_tenant, sandbox_ca, work)
+    assert small_tenant.tenant.grants[single["id"]]["scope"] == single["scope"]
+    again = [
+        a
+        for a in small_tenant.tenant.assignments.values()
+        if (a["principalId"], a["resourceId"], a["appRoleId"])
+        == (assignment["principalId"], assignment["resourceId"], assignment["appRoleId"])
+    ]
+    assert len(again) == 1
