@@ -87,6 +87,7 @@ class Credential:
     display_name: str | None = None
     created_at: datetime | None = None
     expires_at: datetime | None = None  # None: never expires
+    valid_from: datetime | None = None  # when it starts to be valid, where no creation time is
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,7 @@ class Credential(SQLModel, table=True):
     display_name: str | None = None
     created_at: datetime | None = _when()
     expires_at: datetime | None = _when()
+    valid_from: datetime | None = _when()  # when it starts to be valid (Entra)
     last_seen_run_id: int | None = None
 
 

@@ -111,14 +111,15 @@ def _duration(value: Any) -> timedelta | None:
 
 
 def superseded(credential: Credential, siblings: Iterable[Credential]) -> bool:
-    """Rotated: the app has a newer credential of the same type that outlives this one."""
-    if credential.created_at is None or credential.expires_at is None:
+    """Rotated: the app has a newer credential of the same type that outlives this one.
+    Newer by creation, or where the provider records none (Entra), by start of validity."""
+    born = credential.created_at or credential.valid_from
+    if born is None or credential.expires_at is None:
         return False
     return any(
         other.credential_id != credential.credential_id
         and other.type == credential.type
-        and other.created_at is not None
-        and other.created_at > credential.created_at
+        and (other.created_at or other.valid_from or born) > born
         and (other.expires_at is None or other.expires_at > credential.expires_at)
         for other in siblings
     )

@@ -310,6 +310,7 @@ class PageLoader:
                 "display_name": c.display_name,
                 "created_at": c.created_at,
                 "expires_at": c.expires_at,
+                "valid_from": c.valid_from,
                 "last_seen_run_id": self.run_id,
             }
             for c in self._known(page.credentials, ids, "credential")

@@ -137,7 +137,7 @@ def plant_entra_app(
                 "verifiedPublisher": {"displayName": None, "verifiedPublisherId": None},
                 **entries,
             }
-            emulator.touch("applications", object_id)
+            emulator.touch("applications", object_id, None)
     return object_id
 
 

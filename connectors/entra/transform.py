@@ -305,13 +305,13 @@ def _credential(principal_id: str, entry: Any, kind: str) -> Credential:
     Graph has no creation time for credentials, so `created_at` stays unknown."""
     if not isinstance(entry, dict):
         raise Bad("credential is not a JSON object")
-    moment(entry.get("startDateTime"))
     return Credential(
         principal_id=principal_id,
         credential_id=text(entry, "keyId", required=True) or "",
         type=kind,
         display_name=text(entry, "displayName"),
         expires_at=moment(entry.get("endDateTime")),
+        valid_from=moment(entry.get("startDateTime")),
     )
 
 
