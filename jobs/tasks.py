@@ -19,6 +19,7 @@ from typing import Any
 from celery import Task, chord
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from connectors.base import TransientError
 from jobs.celery_app import app, settings
@@ -75,15 +76,28 @@ def _busy(task: Task, holder: Holder | None, expires_in: float, message: str) ->
 
 
 def _locked(task: Task, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run `job`; a lock held elsewhere is a retry or a skip, a config problem (one
-    tenant's missing secret, say) fails this task alone with one line."""
+    """Run `job`; a lock held elsewhere is a retry or a skip."""
     try:
-        return job()
+        return _failing_in_one_line(task, job)
     except AlreadyRunning as running:
         return _busy(task, running.holder, running.expires_in, str(running))
-    except ConfigError as error:
-        log.error("%s: %s", task.name, error)
-        return {"status": "failed", "error": str(error)}
+
+
+def _failing_in_one_line(task: Task, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A config problem (one tenant's missing secret, say) or a database that does not
+    answer or is not migrated fails this task alone with one line, not a traceback; beat
+    runs it again at its next time."""
+    try:
+        return job()
+    except (ConfigError, db.DatabaseError) as error:
+        return _failed(task, str(error))
+    except OperationalError as error:  # the database went away in the middle of the job
+        return _failed(task, f"database error: {db.first_line(error)}")
+
+
+def _failed(task: Task, error: str) -> dict[str, Any]:
+    log.error("%s: %s", task.name, error)
+    return {"status": "failed", "error": error}
 
 
 TASK_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
@@ -107,7 +121,8 @@ def discover_tenant(self: Task, tenant_name: str) -> dict[str, Any]:
 def enforce_tenant(self: Task, tenant_name: str) -> dict[str, Any]:
     """The tenant's daily enforcement run, in its mode; transient provider failures are
     retried with backoff and jitter."""
-    try:
+
+    def job() -> dict[str, Any]:
         summary = enforcement.enforce(
             engine(),
             settings,
@@ -116,15 +131,14 @@ def enforce_tenant(self: Task, tenant_name: str) -> dict[str, Any]:
             owner="celery",
             task_id=self.request.id,
         )[0]
-    except ConfigError as error:
-        log.error("enforce %s: %s", tenant_name, error)
-        return {"tenant": tenant_name, "status": "failed", "error": str(error)}
-    if summary.status == "skipped":
-        return _busy(self, summary.locked_by, summary.lock_expires_in, summary.error or "")
-    if summary.retrying and self.request.retries < TRANSIENT_RETRIES:
-        countdown = 300 * 2**self.request.retries * random.uniform(1.0, 1.5)
-        raise self.retry(countdown=countdown, max_retries=TRANSIENT_RETRIES)
-    return summary.as_dict()
+        if summary.status == "skipped":
+            return _busy(self, summary.locked_by, summary.lock_expires_in, summary.error or "")
+        if summary.retrying and self.request.retries < TRANSIENT_RETRIES:
+            countdown = 300 * 2**self.request.retries * random.uniform(1.0, 1.5)
+            raise self.retry(countdown=countdown, max_retries=TRANSIENT_RETRIES)
+        return summary.as_dict()
+
+    return {"tenant": tenant_name, **_failing_in_one_line(self, job)}
 
 
 @app.task(name="jobs.tasks.open_due_campaigns", **TASK_OPTIONS)
@@ -191,7 +205,9 @@ def credential_expiry_notices(self: Task) -> dict[str, Any]:
 @app.task(name="jobs.tasks.reap_abandoned_runs", **TASK_OPTIONS)
 def reap_abandoned_runs(self: Task) -> dict[str, Any]:
     """Close discovery runs left `running` by a process that died."""
-    return {"abandoned": runs.reap_abandoned(engine(), settings, clock_from_env())}
+    return _failing_in_one_line(
+        self, lambda: {"abandoned": runs.reap_abandoned(engine(), settings, clock_from_env())}
+    )
 
 
 # ----- Google: per-user chunks fanned out and joined ---------------------------------------
@@ -255,7 +271,9 @@ def finish_discovery(
 ) -> dict[str, Any]:
     """The join: the rest of the tenant, then the sweep if every chunk succeeded; then
     owners and risk, as after any discovery."""
-    summary = runs.finish_fanned_out(
-        engine(), settings, tenant_name, clock_from_env(), started, chunks, lease
+    return _failing_in_one_line(
+        self,
+        lambda: runs.finish_fanned_out(
+            engine(), settings, tenant_name, clock_from_env(), started, chunks, lease
+        ).as_dict(),
     )
-    return summary.as_dict()

@@ -25,10 +25,10 @@ from recert.config import Tenant
 from recert.db import session_scope
 from recert.discovery import (
     SyncSummary,
-    _finish_complete,
-    _finish_failed,
-    _loader,
     ensure_tenant,
+    finish_complete,
+    finish_failed,
+    page_loader,
 )
 from recert.models import Principal, SyncRun, SyncStatus
 from recert.models import Tenant as TenantRow
@@ -95,7 +95,7 @@ def _run_start(engine: Engine, run_id: int) -> Any:
 
 def _load(engine: Engine, tenant: Tenant, tenant_id: int, run_id: int, page: Page) -> int:
     with session_scope(engine) as session:
-        loader = _loader(session, tenant, tenant_id, run_id, _run_start(engine, run_id))
+        loader = page_loader(session, tenant, tenant_id, run_id, _run_start(engine, run_id))
         loader.load(page)
         return loader.skipped
 
@@ -130,7 +130,7 @@ def start_run(engine: Engine, tenant: Tenant, clock: Clock, *, connector: Any = 
         return asyncio.run(go())
     except Exception as error:
         summary = SyncSummary(tenant.name, run_id, SyncStatus.RUNNING, error=str(error))
-        _finish_failed(engine, tenant, run_id, clock, summary)
+        finish_failed(engine, tenant, run_id, clock, summary)
         raise
 
 
@@ -183,7 +183,7 @@ def finish_run(
     failed = [str(c.get("error")) for c in chunks if not c.get("ok")]
     if failed:
         summary.error = f"{len(failed)} of {len(chunks)} chunks failed, first: {failed[0]}"
-        _finish_failed(engine, tenant, run_id, clock, summary)
+        finish_failed(engine, tenant, run_id, clock, summary)
         return summary
     read = TokensRead()
     for chunk in chunks:
@@ -209,13 +209,13 @@ def finish_run(
             raise RuntimeError("the listing ended without a checkpoint")
     except Exception as error:
         summary.error = str(error) or type(error).__name__
-        _finish_failed(engine, tenant, run_id, clock, summary)
+        finish_failed(engine, tenant, run_id, clock, summary)
         return summary
     kinds = _seen_kinds(engine, tenant_id, run_id)
     summary.principals_seen = sum(kinds.values())
     summary.by_kind = dict(sorted(kinds.items()))
     started_at = _run_start(engine, run_id)
-    _finish_complete(engine, tenant, tenant_id, run_id, started_at, clock, checkpoint, summary)
+    finish_complete(engine, tenant, tenant_id, run_id, started_at, clock, checkpoint, summary)
     return summary
 
 

@@ -714,8 +714,7 @@ def main() -> None:
         typer.echo(f"recert: {error}", err=True)
         sys.exit(error.exit_code)
     except OperationalError as error:  # the database went away in the middle of a command
-        reason = str(error.orig or error).strip().splitlines()[0]
-        typer.echo(f"recert: database error: {reason}", err=True)
+        typer.echo(f"recert: database error: {db.first_line(error)}", err=True)
         sys.exit(1)
     except BrokerUnavailable as error:
         typer.echo(f"recert: cannot take the job lock: {error}", err=True)

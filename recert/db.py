@@ -81,8 +81,14 @@ def reachable(engine: Engine) -> Iterator[None]:
     try:
         yield
     except OperationalError as error:
-        reason = str(error.orig or error).strip().splitlines()[0]
-        raise DatabaseError(f"cannot reach database {label(engine.url)}: {reason}") from None
+        raise DatabaseError(
+            f"cannot reach database {label(engine.url)}: {first_line(error)}"
+        ) from None
+
+
+def first_line(error: OperationalError) -> str:
+    """The driver's own message, without SQLAlchemy's statement and help link."""
+    return str(error.orig or error).strip().splitlines()[0]
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

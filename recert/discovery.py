@@ -162,14 +162,14 @@ async def _discover(
         await loop.run_in_executor(thread, writer.keep_loaded)
         summary.error = error_text(error)
         summary.principals_seen = sum(_seen_by_kind(engine, tenant_id, run_id).values())
-        _finish_failed(engine, tenant, run_id, clock, summary)
+        finish_failed(engine, tenant, run_id, clock, summary)
         return summary
     finally:
         thread.shutdown()
         await connector.aclose()
     summary.by_kind = _seen_by_kind(engine, tenant_id, run_id)
     summary.principals_seen = sum(summary.by_kind.values())
-    _finish_complete(engine, tenant, tenant_id, run_id, started, clock, checkpoint, summary)
+    finish_complete(engine, tenant, tenant_id, run_id, started, clock, checkpoint, summary)
     return summary
 
 
@@ -239,10 +239,10 @@ class _Writer:
 def _loader_of(
     tenant: Tenant, tenant_id: int, run_id: int, now: Any
 ) -> Callable[[Session], PageLoader]:
-    return lambda session: _loader(session, tenant, tenant_id, run_id, now)
+    return lambda session: page_loader(session, tenant, tenant_id, run_id, now)
 
 
-def _loader(session: Any, tenant: Tenant, tenant_id: int, run_id: int, now: Any) -> PageLoader:
+def page_loader(session: Any, tenant: Tenant, tenant_id: int, run_id: int, now: Any) -> PageLoader:
     return PageLoader(
         session,
         tenant_id=tenant_id,
@@ -253,7 +253,7 @@ def _loader(session: Any, tenant: Tenant, tenant_id: int, run_id: int, now: Any)
     )
 
 
-def _finish_complete(
+def finish_complete(
     engine: Engine,
     tenant: Tenant,
     tenant_id: int,
@@ -264,7 +264,7 @@ def _finish_complete(
     summary: SyncSummary,
 ) -> None:
     with session_scope(engine) as session:
-        loader = _loader(session, tenant, tenant_id, run_id, started)
+        loader = page_loader(session, tenant, tenant_id, run_id, started)
         summary.not_visible = dict(checkpoint.not_visible)
         gone = loader.sweep(checkpoint)
         summary.status, summary.full = SyncStatus.COMPLETE, checkpoint.full
@@ -316,7 +316,7 @@ def _audit_returned(
         )
 
 
-def _finish_failed(
+def finish_failed(
     engine: Engine, tenant: Tenant, run_id: int, clock: Clock, summary: SyncSummary
 ) -> None:
     log.error("tenant %s: discovery failed: %s", tenant.name, summary.error)

@@ -499,3 +499,34 @@ def test_compose_runs_one_beat_workers_on_every_queue_and_a_healthy_web() -> Non
     assert consumed == set(QUEUES)
     assert commands["web"][:2] == ["recert", "web"]
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize(
+    ("database", "expected"),
+    [
+        ("postgresql+psycopg://recert@127.0.0.1:1/recert", "cannot reach database "),
+        ("sqlite:///{folder}/empty.db", "has no Recert schema: run `recert init` first"),
+    ],
+    ids=["unreachable", "not-migrated"],
+)
+def test_a_task_whose_database_fails_ends_with_one_line(
+    tmp_path: Path, database: str, expected: str
+) -> None:
+    config = tmp_path / "recert.toml"
+    url = database.format(folder=tmp_path)
+    config.write_text(tomli_w.dumps({"iam_email": "iam@example.com", "database": {"url": url}}))
+    script = "from jobs.tasks import notify\nprint(notify.apply().get()['status'])\n"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "RECERT_CONFIG": str(config)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.stdout == "failed\n"
+    [line] = result.stderr.splitlines()
+    assert line.startswith("jobs.tasks.notify: "), result.stderr
+    assert expected in line
+    assert "Traceback" not in result.stderr
