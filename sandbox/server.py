@@ -138,6 +138,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return
 
+    def handle(self) -> None:
+        # The TLS handshake runs here, in the connection's own thread: run by accept(), a
+        # client that connects and stalls would hold up every other client and shutdown.
+        try:
+            self.connection.do_handshake()
+        except OSError:  # ssl.SSLError included: a client that does not trust us, say
+            return
+        super().handle()
+
     def _serve(self) -> None:
         app = self.server.app
         split = urlsplit(self.path)
@@ -200,7 +209,9 @@ class EmulatorServer:
     def __init__(self, app: EmulatorApp, ca: SandboxCA, port: int = 0) -> None:
         self.app = app
         self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.socket = ca.server_context().wrap_socket(self._server.socket, server_side=True)
+        self._server.socket = ca.server_context().wrap_socket(
+            self._server.socket, server_side=True, do_handshake_on_connect=False
+        )
         self._server.app = app
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
         self._server.base_url = self.url

@@ -9,6 +9,9 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import IO
+
+import pytest
 
 from recert.demo import read_mail
 
@@ -121,39 +124,52 @@ def test_demo_runs_end_to_end_offline_and_writes_only_its_folder(tmp_path: Path)
     }
 
 
+def _output_once_stopped(demo: subprocess.Popen[str], errors: IO[str]) -> str:
+    """Its output once it has stopped; a demo that hangs fails with every thread's stack."""
+    try:
+        return demo.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        demo.send_signal(signal.SIGABRT)  # -X faulthandler writes each thread's stack
+        demo.communicate(timeout=30)
+        errors.seek(0)
+        pytest.fail(f"the demo did not stop within 60 s of Ctrl-C:\n{errors.read()[-8000:]}")
+
+
 def test_keep_running_serves_the_tenants_to_other_commands(tmp_path: Path) -> None:
     target = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECERT_")}
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "recert", "demo", "--dir", str(target), "--keep-running"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert demo.stdout is not None
-        before_waiting = []
-        for line in demo.stdout:  # blocks until the demo says the tenants are up
-            before_waiting.append(line)
-            if "Press Ctrl-C" in line:
-                break
-        assert any("Recert demo:" in line for line in before_waiting), "the summary comes first"
-        assert any(line.rstrip().endswith("recert web") for line in before_waiting)
-        again = subprocess.run(
-            [sys.executable, "-m", "recert", "discover", "--format", "json"],
-            env={**env, "RECERT_CONFIG": str(target / "recert.toml")},
-            capture_output=True,
+    with (tmp_path / "stderr").open("w+") as errors:
+        command = ["demo", "--dir", str(target), "--keep-running"]
+        demo = subprocess.Popen(
+            [sys.executable, "-X", "faulthandler", "-m", "recert", *command],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
             text=True,
-            timeout=120,
-            check=False,
         )
-        assert again.returncode == 0, again.stderr[-2000:]
-        summaries = json.loads(again.stdout)
-        assert [s["status"] for s in summaries] == ["complete"] * 3
-        assert all(s["new"] == 0 for s in summaries), "the same tenants the demo saw"
-    finally:
-        demo.send_signal(signal.SIGINT)
-        rest, _ = demo.communicate(timeout=60)
-    assert demo.returncode == 0
-    assert "stopping the emulated tenants" in rest
+        try:
+            assert demo.stdout is not None
+            before_waiting = []
+            for line in demo.stdout:  # blocks until the demo says the tenants are up
+                before_waiting.append(line)
+                if "Press Ctrl-C" in line:
+                    break
+            assert any("Recert demo:" in line for line in before_waiting), "the summary comes first"
+            assert any(line.rstrip().endswith("recert web") for line in before_waiting)
+            again = subprocess.run(
+                [sys.executable, "-m", "recert", "discover", "--format", "json"],
+                env={**env, "RECERT_CONFIG": str(target / "recert.toml")},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert again.returncode == 0, again.stderr[-2000:]
+            summaries = json.loads(again.stdout)
+            assert [s["status"] for s in summaries] == ["complete"] * 3
+            assert all(s["new"] == 0 for s in summaries), "the same tenants the demo saw"
+        finally:
+            demo.send_signal(signal.SIGINT)
+            rest = _output_once_stopped(demo, errors)
+        assert demo.returncode == 0
+        assert "stopping the emulated tenants" in rest
