@@ -39,6 +39,7 @@ from recert.web.auth import (
     CALLBACK,
     SESSION_COOKIE,
     SIGNED_OUT,
+    AccessWithdrawn,
     Admin,
     AdminAuth,
     NotAnAdmin,
@@ -83,6 +84,7 @@ class Console:
     def install(self, app: FastAPI) -> None:
         app.add_exception_handler(SignInRequired, self.sign_in_required)  # type: ignore[arg-type]
         app.add_exception_handler(FormRefused, self.form_refused)  # type: ignore[arg-type]
+        app.add_exception_handler(AccessWithdrawn, self.access_withdrawn)  # type: ignore[arg-type]
         routes: list[tuple[str, Callable[..., Any], str]] = [
             ("/console", self.overview, "GET"),
             ("/console/sign-in", self.sign_in, "GET"),
@@ -112,7 +114,7 @@ class Console:
         return self.auth
 
     def _admin(self, request: Request) -> Admin:
-        admin = self._auth().current(request, self.clock().now())
+        admin = self._auth().current(request, self.clock())
         if admin is None:
             path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise SignInRequired(path)
@@ -120,7 +122,7 @@ class Console:
 
     def _posting_admin(self, request: Request, csrf: str) -> Admin:
         """A form POST: a live session and its CSRF token, or nothing happens."""
-        admin = self._auth().current(request, self.clock().now())
+        admin = self._auth().current(request, self.clock())
         if admin is None or not hmac.compare_digest(csrf, admin.csrf(self._auth().secret)):
             raise FormRefused
         return admin
@@ -132,6 +134,16 @@ class Console:
             "Your console session has ended, or the form came from an old page. Nothing was "
             "changed: sign in again and resubmit.",
         )
+
+    def access_withdrawn(self, request: Request, error: AccessWithdrawn) -> Response:
+        response = self._problem(
+            403,
+            "No longer an IAM admin",
+            f"{error.email} is no longer an admin of Recert, so this console session has "
+            f"ended and nothing was changed. Ask {self.settings.iam_email} if you need access.",
+        )
+        response.delete_cookie(SESSION_COOKIE, path="/console")
+        return response
 
     def sign_in_required(self, request: Request, error: SignInRequired) -> Response:
         target = "/console/sign-in?" + urlencode({"next": error.next_path})
@@ -589,7 +601,7 @@ def _reenabled(result: ReenableResult) -> tuple[int, str, list[str]]:
     if result.already:
         return 200, f"{app} was already re-enabled: nothing left to undo.", notes
     if not result.restored:
-        return 200, f"Nothing of {app} could be restored.", notes
+        return 200, f"{app}: nothing Recert changed can be restored.", notes
     restored = ", ".join(what.replace("_", " ") for what in result.restored)
     return 200, f"Re-enabled {app}: {restored}.", notes
 
