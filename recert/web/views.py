@@ -466,7 +466,7 @@ def principal_page(session: Session, principal_id: int, now: datetime) -> Princi
         last_used=last_used(principal, now),
         history=_history(session, principal_id, actions),
         disabled_by_recert=principal.status == "disabled"
-        and any(a.action == DISABLE and a.id in _still_done(actions) for a in actions),
+        and any(a.action == DISABLE for a in _still_done(actions)),
     )
 
 
@@ -651,15 +651,22 @@ ENFORCEMENT_STATUSES = {
 }
 
 
+def action_words(action: str) -> str:
+    return ENFORCEMENT_ACTIONS.get(action, action.replace("_", " "))
+
+
+def status_words(status: str) -> str:
+    return ENFORCEMENT_STATUSES.get(status, status)
+
+
 def enforcement_words(action: str, status: str) -> str:
-    words = ENFORCEMENT_ACTIONS.get(action, action.replace("_", " "))
-    return f"{words} ({ENFORCEMENT_STATUSES.get(status, status)})"
+    return f"{action_words(action)} ({status_words(status)})"
 
 
-def _still_done(actions: Sequence[EnforcementAction]) -> set[int | None]:
-    """The ids of the done changes that no done undo row reverses."""
+def _still_done(actions: Sequence[EnforcementAction]) -> list[EnforcementAction]:
+    """The done rows that no done undo row reverses."""
     undone = {a.reverses_id for a in actions if a.reverses_id and a.status == "done"}
-    return {a.id for a in actions if a.status == "done" and a.id not in undone}
+    return [a for a in actions if a.status == "done" and a.id not in undone]
 
 
 @dataclass(frozen=True)
@@ -677,11 +684,11 @@ class ActionRow:
 
     @property
     def action_words(self) -> str:
-        return ENFORCEMENT_ACTIONS.get(self.action, self.action.replace("_", " "))
+        return action_words(self.action)
 
     @property
     def status_words(self) -> str:
-        return ENFORCEMENT_STATUSES.get(self.status, self.status)
+        return status_words(self.status)
 
 
 def _action_row(action: EnforcementAction, principal: Principal, tenant: str) -> ActionRow:

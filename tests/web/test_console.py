@@ -492,7 +492,12 @@ def test_reenable_names_the_app_when_refused(admin_page: Page, console: Console)
     page = admin_page
     page.goto(f"{console.url}/console/queue")
     csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
-    form = {"csrf": csrf, "tenant": "entra-test", "external_id": "payroll", "reason": "test"}
+    form: dict[str, str | float | bool] = {
+        "csrf": csrf,
+        "tenant": "entra-test",
+        "external_id": "payroll",
+        "reason": "test",
+    }
     refused = page.request.post(f"{console.url}/console/enforcement/reenable", form=form)
     assert refused.status == 409
     assert (
