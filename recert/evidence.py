@@ -38,6 +38,7 @@ from recert import charts
 from recert.audit import GENESIS, event_hash
 from recert.clock import as_utc, parse_instant
 from recert.decisions import ACTIONS
+from recert.enforcement.planning import DISABLE, REMOVE_GRANT, REVOKE_CONSENT
 from recert.models import (
     AuditEvent,
     AuditHead,
@@ -56,6 +57,9 @@ MANIFEST = "manifest.json"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: no wall clock in the bytes
 _QUARTER = re.compile(r"(\d{4})Q([1-4])")
 FINAL_ACTIONS = ("keep", "reduce", "revoke")  # decisions that close an item
+# What enforcement changes; the rows undoing them (enable, restore_grant, restore_consent)
+# name the change they reverse in reverses_id.
+CHANGES = (DISABLE, REMOVE_GRANT, REVOKE_CONSENT)
 # Audit events that record a Decision row: an owner's answer, or IAM assigning the item.
 DECISION_EVENTS = ("review.decided", "review.assigned")
 
@@ -156,8 +160,8 @@ def gather(session: Session, scope: Scope) -> Bundle:
         _emails(session, scope),
         enforcement,
         _exceptions(session, scope, enforcement),
-        _completeness(items, "tenant"),
-        _completeness(items, "owner"),
+        _completeness(items, decisions, "tenant"),
+        _completeness(items, decisions, "owner"),
         Table("audit_events", AUDIT_COLUMNS, events),
     ):
         bundle.tables[table.name] = table
@@ -321,13 +325,13 @@ def _decisions(session: Session, item_ids: list[int]) -> list[dict[str, Any]]:
 def _add_outcomes(
     items: list[dict[str, Any]], decisions: list[dict[str, Any]], enforcement: Table
 ) -> None:
-    """Each item's outcome: its decision in force, what enforcement did, or still open."""
+    """Each item's outcome: what enforcement did to it (and whether that was undone), its
+    decision in force, or why it is still open."""
     latest = {row["item_id"]: row for row in decisions}
-    done = {
-        row["review_item_id"]: row["action"]
-        for row in enforcement.rows
-        if row.get("status") == "done" and row.get("review_item_id")
-    }
+    rows_of: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in enforcement.rows:
+        if row.get("review_item_id"):
+            rows_of[row["review_item_id"]].append(row)
     for item in items:
         decision = latest.get(item["item_id"])
         if decision is not None:
@@ -335,17 +339,45 @@ def _add_outcomes(
             final = decision["action"] in FINAL_ACTIONS and item["status"] != "pending"
             in_time = parse_instant(decision["decided_at"]) <= parse_instant(item["due_at"])
             item["decided_in_time"] = final and in_time
-        if item["item_id"] in done:
-            item["enforced"] = True
-        if item["enforced"]:
-            action = done.get(item["item_id"], "disable")
-            item["outcome"] = f"enforced: {action}"
+        rows = rows_of.get(item["item_id"], [])
+        refusals = [row["rule"] or row["reason"] for row in rows if row["status"] == "refused"]
+        if changed := _enforcement_outcome(rows):
+            item["outcome"] = changed
+        elif item["enforced"]:  # settled by the disable of the same app's other item
+            item["outcome"] = "enforced"
         elif decision is not None and item["status"] == "decided":
             item["outcome"] = decision["action"]
         elif item["escalated"]:
             item["outcome"] = "escalated to the IAM team"
+        elif refusals:
+            item["outcome"] = f"enforcement refused: {', '.join(sorted(set(refusals)))}"
         else:
             item["outcome"] = "not decided"
+
+
+def _enforcement_outcome(rows: list[dict[str, Any]]) -> str:
+    """What enforcement did to one item, in the words of its rows: the changes done (and
+    who undid them), the failed ones and those still being retried; "" when none."""
+    undone_by = {
+        row["reverses_id"]: row["performed_by"]
+        for row in rows
+        if row.get("reverses_id") and row["status"] == "done"
+    }
+    parts: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        if row["action"] not in CHANGES:
+            continue
+        if row["status"] == "done" and row["id"] in undone_by:
+            parts["enforced"].append(f"{row['action']} (undone by {undone_by[row['id']]})")
+        elif row["status"] == "done":
+            parts["enforced"].append(row["action"])
+        elif row["status"] == "failed":
+            parts["enforcement failed"].append(row["action"])
+        elif row["status"] in ("retrying", "in_progress"):
+            parts["enforcement pending"].append(row["action"])
+    return "; ".join(
+        f"{what}: {', '.join(sorted(set(actions)))}" for what, actions in parts.items()
+    )
 
 
 EMAIL_COLUMNS = [
@@ -508,12 +540,15 @@ COMPLETENESS_COUNTS = [
 ]
 
 
-def _completeness(items: list[dict[str, Any]], by: str) -> Table:
+def _completeness(items: list[dict[str, Any]], decisions: list[dict[str, Any]], by: str) -> Table:
+    latest = {row["item_id"]: row["action"] for row in decisions}
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for item in items:
         counter = counts[item[by]]
         counter["items"] += 1
-        decided = item["status"] == "decided"
+        # An item enforced after its owner chose to revoke or reduce it was decided too.
+        answered = latest.get(item["item_id"]) in FINAL_ACTIONS
+        decided = item["status"] == "decided" or (item["enforced"] and answered)
         counter["decided"] += decided
         counter["decided_in_time"] += decided and item["decided_in_time"]
         counter["decided_late"] += decided and not item["decided_in_time"]
@@ -524,7 +559,8 @@ def _completeness(items: list[dict[str, Any]], by: str) -> Table:
     for key in sorted(counts):
         counter = counts[key]
         row: dict[str, Any] = {by: key, **{name: counter[name] for name in COMPLETENESS_COUNTS}}
-        row["completion"] = f"{(counter['decided'] + counter['enforced']) / counter['items']:.3f}"
+        finished = counter["items"] - counter["open"]
+        row["completion"] = f"{finished / counter['items']:.3f}"
         rows.append(row)
     columns = [by, *COMPLETENESS_COUNTS, "completion"]
     return Table(f"completeness_by_{by}", columns, rows)

@@ -352,6 +352,10 @@ class AdminSession(SQLModel, table=True):
     id_token: str | None = None  # the provider's ID token, the hint its sign-out asks for
     source_ip: str | None = None
     user_agent: str | None = None
+    # The sign-in claims that made them an admin, re-checked against [web.oidc] on every
+    # request: removed from admin_emails or admin_groups, the session ends.
+    email_verified: bool = False
+    groups: list[str] = _json_list()
 
 
 Index("ix_principal_tenant_status", Principal.tenant_id, Principal.status)  # type: ignore[arg-type]

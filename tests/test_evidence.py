@@ -28,6 +28,7 @@ from recert.models import EnforcementAction, Principal, ReviewItem
 from recert.notify import enqueue_due
 from tests.web.conftest import OPENED, seed, settings_for
 
+ADMIN = "admin@acme.test"
 FILES = sorted(
     [f"{name}.{ext}" for name in (
         "audit_events", "campaigns", "completeness_by_owner", "completeness_by_tenant",
@@ -45,8 +46,36 @@ def _item(session: Session, external_id: str) -> ReviewItem:
     ).one()
 
 
+def _enforcement_row(
+    session: Session, item: ReviewItem, action: str, status: str, **extra: Any
+) -> EnforcementAction:
+    principal = session.get(Principal, item.principal_id)
+    assert principal is not None
+    at = OPENED + timedelta(days=15)
+    row = EnforcementAction(
+        idempotency_key=extra.pop("idempotency_key", f"test:item:{item.id}:{action}"),
+        tenant="entra-test",
+        principal_id=item.principal_id,
+        external_id=principal.external_id,
+        display_name=principal.display_name,
+        kind=principal.kind,
+        campaign_id=item.campaign_id,
+        review_item_id=item.id,
+        action=action,
+        status=status,
+        reason=extra.pop("reason", "its owner chose to revoke it"),
+        created_at=at,
+        performed_at=extra.pop("performed_at", at),
+        **extra,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
 def _populate(engine: Engine, tmp_path: Path) -> int:
-    """A campaign with decisions, queued emails and enforcement (done, failed, refused)."""
+    """A campaign with decisions, queued emails and enforcement as acting.py and undoing.py
+    write it: a disable re-enabled later by an admin, a failed disable, a refusal."""
     settings = settings_for(tmp_path, "https://recert.test")
     campaign, due = seed(engine, settings)
     enqueue_due(engine, settings, FixedClock(OPENED + timedelta(minutes=1)))
@@ -71,32 +100,25 @@ def _populate(engine: Engine, tmp_path: Path) -> int:
                 ),
             )
     with session_scope(engine) as session:
-        hostile, ghost = _item(session, "hostile"), _item(session, "ghost")
-        for item, action, status, extra in (
-            (hostile, "disable", "done", {"snapshot": {"accountEnabled": True}}),
-            (hostile, "remove_grant", "failed", {"error": "403 Authorization_RequestDenied"}),
-            (ghost, "disable", "refused", {"rule": "not_mine"}),
-        ):
-            principal = session.get(Principal, item.principal_id)
-            assert principal is not None
-            session.add(
-                EnforcementAction(
-                    idempotency_key=f"test:item:{item.id}:{action}",
-                    tenant="entra-test",
-                    principal_id=item.principal_id,
-                    external_id=principal.external_id,
-                    display_name=principal.display_name,
-                    kind=principal.kind,
-                    campaign_id=campaign,
-                    review_item_id=item.id,
-                    action=action,
-                    status=status,
-                    reason="its owner chose to revoke it",
-                    created_at=OPENED + timedelta(days=15),
-                    performed_at=OPENED + timedelta(days=15),
-                    **extra,
-                )
-            )
+        hostile, rtl, ghost = (_item(session, e) for e in ("hostile", "rtl", "ghost"))
+        disable = _enforcement_row(
+            session, hostile, "disable", "done", snapshot={"accountEnabled": True}
+        )
+        hostile.status = "enforced"  # every change it asked for is done
+        session.add(hostile)
+        _enforcement_row(
+            session,
+            hostile,
+            "enable",
+            "done",
+            reverses_id=disable.id,
+            performed_by=ADMIN,
+            performed_at=OPENED + timedelta(days=16),
+            reason="Owner needs it for the year-end run",
+            idempotency_key=f"undo:{disable.id}",
+        )
+        _enforcement_row(session, rtl, "disable", "failed", error="403 Authorization_RequestDenied")
+        _enforcement_row(session, ghost, "refuse", "refused", rule="not_mine")
     return campaign
 
 
@@ -141,7 +163,9 @@ def test_the_bundle_holds_the_evidence_and_is_byte_identical(
     items = {row["external_id"]: row for row in _rows(first, "items") if not row["consenting_user"]}
     assert items["payroll"]["outcome"] == "keep"
     assert items["payroll"]["decided_in_time"] is True
-    assert items["hostile"]["outcome"] == "enforced: disable"
+    assert items["hostile"]["outcome"] == f"enforced: disable (undone by {ADMIN})"
+    assert items["rtl"]["outcome"] == "enforcement failed: disable"
+    assert items["ghost"]["outcome"] == "enforcement refused: not_mine"
     assert items["builder"]["outcome"] == "escalated to the IAM team"
     assert items["ghost"]["owner"] == "iam@acme.test"
     emails = _rows(first, "emails")
@@ -153,24 +177,35 @@ def test_the_bundle_holds_the_evidence_and_is_byte_identical(
     assert model_columns <= set(enforcement[0]), "every column of the table flows through"
     assert [(e["action"], e["status"], e["error"]) for e in enforcement] == [
         ("disable", "done", None),
-        ("remove_grant", "failed", "403 Authorization_RequestDenied"),
-        ("disable", "refused", None),
+        ("enable", "done", None),
+        ("disable", "failed", "403 Authorization_RequestDenied"),
+        ("refuse", "refused", None),
     ]
+    assert (enforcement[1]["reverses_id"], enforcement[1]["performed_by"]) == (
+        enforcement[0]["id"],
+        ADMIN,
+    )
     assert enforcement[0]["snapshot"] == {"accountEnabled": True}
     refused = [e for e in _rows(first, "exceptions") if e["exception"] == "refused"]
     assert [(e["external_id"], e["rule"]) for e in refused] == [("ghost", "not_mine")]
     [tenant] = _rows(first, "completeness_by_tenant")
     assert (
         tenant["items"],
+        tenant["decided"],
         tenant["decided_in_time"],
         tenant["escalated"],
         tenant["enforced"],
+        tenant["open"],
     ) == (
         len(_rows(first, "items")),
-        2,  # kept and revoked before the due date
+        2,  # kept, and revoked then enforced: an owner's answer either way
+        2,  # both before the due date
         1,  # Build Bot, "not mine"
-        1,  # the revoked app, disabled
+        1,  # the revoked app, disabled (and re-enabled later)
+        len(_rows(first, "items")) - 2,
     )
+    finished = 2 / len(_rows(first, "items"))
+    assert tenant["completion"] == f"{finished:.3f}", "an enforced revoke counts once"
     with Session(engine) as session:
         head = verify_chain(session).head
     assert manifest["chain"]["database_head"]["hash"] == head

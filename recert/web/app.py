@@ -26,10 +26,9 @@ from recert.clock import Clock
 from recert.config import Settings
 from recert.db import session_scope
 from recert.decisions import DecisionRefused, DecisionRequest, decide
-from recert.web import enforcement_port, templating
+from recert.web import templating
 from recert.web.auth import SIGN_IN_COOKIE, AdminAuth
 from recert.web.console import Console, report_response
-from recert.web.enforcement_port import Enforcement
 from recert.web.page import Draft, Retry, build_review
 
 CSRF_COOKIE = "recert_csrf"
@@ -59,12 +58,7 @@ class LinkRefused(Exception):
     """The review link cannot be used; the reason is safe to show."""
 
 
-def create_app(
-    settings: Settings,
-    engine: Engine,
-    clock: ClockSource,
-    enforcement: Enforcement | None = None,
-) -> FastAPI:
+def create_app(settings: Settings, engine: Engine, clock: ClockSource) -> FastAPI:
     """The owners' review pages, the IAM report pages and, when `[web.oidc]` is set, the
     IAM console. `clock` is read on every request (a Clock or a factory)."""
     clock_source = clock if callable(clock) else lambda: clock
@@ -92,15 +86,7 @@ def create_app(
     app.add_api_route("/review/{token}/items/{item_id}", site.decide_item, methods=["POST"])
     app.add_api_route("/reports/{token}", site.report_index, methods=["GET"])
     app.add_api_route("/reports/{token}/{kind}", site.report, methods=["GET"])
-    console = Console(
-        settings,
-        engine,
-        clock_source,
-        site.templates,
-        auth,
-        enforcement or enforcement_port.installed(),
-    )
-    console.install(app)
+    Console(settings, engine, clock_source, site.templates, auth).install(app)
     return app
 
 

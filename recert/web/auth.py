@@ -5,7 +5,9 @@ discovery document, and validates the ID token (signature from the provider's JW
 issuer, audience, expiry, nonce). Who is an admin comes from the config: a list of emails,
 or groups named in a claim. A signed-in admin gets a random session token; the database
 keeps only its SHA-256, and signing out revokes that row, so a copied cookie cannot be
-replayed. Owners never sign in: their signed review links stay as they are.
+replayed. The session keeps the claims that made them an admin, and every request checks
+them against the config again: someone no longer named there loses the session at once.
+Owners never sign in: their signed review links stay as they are.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class NotAnAdmin(Exception):
         self.email = email
 
 
+class AccessWithdrawn(NotAnAdmin):
+    """A live session whose admin the config no longer names: it has just been ended."""
+
+
 @dataclass(frozen=True)
 class Admin:
     email: str
@@ -75,14 +81,26 @@ def trust(oidc: OidcSettings) -> ssl.SSLContext:
 
 
 def is_admin(oidc: OidcSettings, claims: dict[str, Any]) -> bool:
-    email = str(claims.get("email") or "").lower()
-    verified = claims.get("email_verified") is not False
-    if email and verified and email in {e.lower() for e in oidc.admin_emails}:
+    email = str(claims.get("email") or "")
+    return admitted(oidc, email, _email_verified(claims), _groups(oidc, claims))
+
+
+def admitted(oidc: OidcSettings, email: str, email_verified: bool, groups: list[str]) -> bool:
+    """Whether [web.oidc] names this person an admin, by verified email or by a group."""
+    if email and email_verified and email.lower() in {e.lower() for e in oidc.admin_emails}:
         return True
+    return bool(set(groups) & set(oidc.admin_groups))
+
+
+def _email_verified(claims: dict[str, Any]) -> bool:
+    return bool(claims.get("email")) and claims.get("email_verified") is not False
+
+
+def _groups(oidc: OidcSettings, claims: dict[str, Any]) -> list[str]:
     groups = claims.get(oidc.group_claim) or []
     if isinstance(groups, str):
         groups = [groups]
-    return bool({str(g) for g in groups} & set(oidc.admin_groups))
+    return sorted({str(g) for g in groups})
 
 
 class AdminAuth:
@@ -166,6 +184,8 @@ class AdminAuth:
                 id_token=claims.get("_id_token"),
                 source_ip=client,
                 user_agent=user_agent,
+                email_verified=_email_verified(claims),
+                groups=_groups(self.oidc, claims),
             )
             session.add(row)
             session.flush()
@@ -182,7 +202,9 @@ class AdminAuth:
 
     # --- sessions ----------------------------------------------------------------------
 
-    def current(self, request: Request, now: datetime) -> Admin | None:
+    def current(self, request: Request, clock: Clock) -> Admin | None:
+        """The signed-in admin, or None. A session whose admin [web.oidc] no longer names
+        (removed from admin_emails or admin_groups) is ended: AccessWithdrawn."""
         token = request.cookies.get(SESSION_COOKIE, "")
         if not token:
             return None
@@ -190,16 +212,26 @@ class AdminAuth:
             row = session.exec(
                 select(AdminSession).where(AdminSession.token_hash == _digest(token))
             ).first()
-        if row is None or row.revoked_at is not None or now >= row.expires_at:
+        if row is None or row.revoked_at is not None or clock.now() >= row.expires_at:
             return None
+        if not admitted(self.oidc, row.email, row.email_verified, row.groups):
+            reason = "no longer named in admin_emails or admin_groups"
+            self._revoke(token, clock, row.email, "console.access_withdrawn", reason)
+            raise AccessWithdrawn(row.email)
         return Admin(row.email, row.name, token)
 
     def end_session(self, admin: Admin, clock: Clock) -> str | None:
         """Revoke the session for good; returns the ID token the provider's sign-out wants."""
+        return self._revoke(admin.token, clock, admin.email, "console.signed_out")
+
+    def _revoke(
+        self, token: str, clock: Clock, actor: str, action: str, reason: str | None = None
+    ) -> str | None:
+        """End one session (once, audited); returns its ID token."""
         with session_scope(self.engine) as session:
             row = session.exec(
                 select(AdminSession)
-                .where(AdminSession.token_hash == _digest(admin.token))
+                .where(AdminSession.token_hash == _digest(token))
                 .with_for_update()
             ).first()
             if row is None or row.revoked_at is not None:
@@ -213,10 +245,11 @@ class AdminAuth:
             audit.append(
                 session,
                 clock,
-                actor=admin.email,
-                action="console.signed_out",
+                actor=actor,
+                action=action,
                 subject_type="admin_session",
                 subject_id=str(row.id),
+                data={"reason": reason} if reason else None,
             )
         return id_token
 

@@ -24,24 +24,27 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from recert import charts, evidence, reports
+from connectors.base import ConnectorError
+from recert import charts, enforcement, evidence, reports
 from recert.catalog import load_catalog
 from recert.clock import Clock
-from recert.config import Settings
+from recert.config import ConfigError, Settings
 from recert.db import session_scope
+from recert.enforcement import ReenableRefused, ReenableResult
 from recert.iam_queue import AssignRefused, AssignResult, assign
+from recert.locks import AlreadyRunning
 from recert.models import Campaign, Principal, Tenant
 from recert.web import views
 from recert.web.auth import (
     CALLBACK,
     SESSION_COOKIE,
     SIGNED_OUT,
+    AccessWithdrawn,
     Admin,
     AdminAuth,
     NotAnAdmin,
     SignInFailed,
 )
-from recert.web.enforcement_port import Enforcement
 
 NAV = (
     ("overview", "/console", "Overview"),
@@ -77,11 +80,11 @@ class Console:
     clock: Callable[[], Clock]
     templates: Environment
     auth: AdminAuth | None
-    enforcement: Enforcement | None
 
     def install(self, app: FastAPI) -> None:
         app.add_exception_handler(SignInRequired, self.sign_in_required)  # type: ignore[arg-type]
         app.add_exception_handler(FormRefused, self.form_refused)  # type: ignore[arg-type]
+        app.add_exception_handler(AccessWithdrawn, self.access_withdrawn)  # type: ignore[arg-type]
         routes: list[tuple[str, Callable[..., Any], str]] = [
             ("/console", self.overview, "GET"),
             ("/console/sign-in", self.sign_in, "GET"),
@@ -111,7 +114,7 @@ class Console:
         return self.auth
 
     def _admin(self, request: Request) -> Admin:
-        admin = self._auth().current(request, self.clock().now())
+        admin = self._auth().current(request, self.clock())
         if admin is None:
             path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise SignInRequired(path)
@@ -119,7 +122,7 @@ class Console:
 
     def _posting_admin(self, request: Request, csrf: str) -> Admin:
         """A form POST: a live session and its CSRF token, or nothing happens."""
-        admin = self._auth().current(request, self.clock().now())
+        admin = self._auth().current(request, self.clock())
         if admin is None or not hmac.compare_digest(csrf, admin.csrf(self._auth().secret)):
             raise FormRefused
         return admin
@@ -131,6 +134,16 @@ class Console:
             "Your console session has ended, or the form came from an old page. Nothing was "
             "changed: sign in again and resubmit.",
         )
+
+    def access_withdrawn(self, request: Request, error: AccessWithdrawn) -> Response:
+        response = self._problem(
+            403,
+            "No longer an IAM admin",
+            f"{error.email} is no longer an admin of Recert, so this console session has "
+            f"ended and nothing was changed. Ask {self.settings.iam_email} if you need access.",
+        )
+        response.delete_cookie(SESSION_COOKIE, path="/console")
+        return response
 
     def sign_in_required(self, request: Request, error: SignInRequired) -> Response:
         target = "/console/sign-in?" + urlencode({"next": error.next_path})
@@ -300,7 +313,7 @@ class Console:
             "inventory",
             page.principal.display_name,
             page=page,
-            can_reenable=self.enforcement is not None and page.disabled_by_recert,
+            can_reenable=page.disabled_by_recert,
         )
 
     def queue(
@@ -376,22 +389,18 @@ class Console:
         return self._enforcement_page(request, admin, 200)
 
     def _enforcement_page(
-        self, request: Request, admin: Admin, status: int, message: str | None = None
+        self,
+        request: Request,
+        admin: Admin,
+        status: int,
+        message: str | None = None,
+        notes: list[str] | None = None,
     ) -> Response:
-        plans: list[dict[str, Any]] | None = None
-        plan_error = None
         with Session(self.engine) as session:
-            if self.enforcement is not None:
-                try:
-                    plans = [
-                        plan.as_dict()
-                        for plan in self.enforcement.plan(session, self.settings, self.clock())
-                    ]
-                except Exception as error:  # a broken plan must not take the page down
-                    plan_error = f"{type(error).__name__}: {error}"
+            plans = [p.as_dict() for p in enforcement.plan(session, self.settings, self.clock())]
             history = views.enforcement_history(session)
             disabled = views.disabled_by_recert(session)
-            principal_ids = self._principal_ids(session, plans or [])
+            principal_ids = self._principal_ids(session, plans)
         return self._page(
             request,
             admin,
@@ -399,15 +408,14 @@ class Console:
             "enforcement",
             "Enforcement",
             status=status,
-            available=self.enforcement is not None,
             plans=plans,
-            plan_error=plan_error,
             history=history,
             disabled=disabled,
             principal_ids=principal_ids,
             kinds=views.kind_label,
             message=message,
             message_ok=status == 200,
+            notes=notes or [],
         )
 
     def _principal_ids(
@@ -437,28 +445,30 @@ class Console:
         reason: Annotated[str, Form()] = "",
     ) -> Response:
         admin = self._posting_admin(request, csrf)
-        if self.enforcement is None:
-            return self._problem(
-                503, "Enforcement unavailable", "Enforcement is not part of this build yet."
-            )
         why = " ".join(reason.split())
         if not why:
             message = "Say why the app is re-enabled: the reason is audited."
             return self._enforcement_page(request, admin, 400, message)
         try:
-            self.enforcement.reenable(
-                self.engine,
-                self.settings,
-                self.clock(),
-                tenant,
-                external_id,
-                why,
-                admin.email,
+            result = enforcement.reenable(
+                self.engine, self.settings, self.clock(), tenant, external_id, why, admin.email
             )
-        except Exception as error:  # the provider or the rules refused: say so, keep going
-            message = f"Not re-enabled: {error}"
+        except (ReenableRefused, ConnectorError, AlreadyRunning, ConfigError) as error:
+            # The rules, the provider, a running enforcement or the config said no.
+            app = self._app_name(tenant, external_id)
+            message = f"{app} in {tenant} was not re-enabled: {error}"
             return self._enforcement_page(request, admin, 409, message)
-        return self._enforcement_page(request, admin, 200, f"Re-enabled {external_id} in {tenant}.")
+        status, message, notes = _reenabled(result)
+        return self._enforcement_page(request, admin, status, message, notes)
+
+    def _app_name(self, tenant: str, external_id: str) -> str:
+        with Session(self.engine) as session:
+            name = session.exec(
+                select(Principal.display_name)
+                .join(Tenant, col(Tenant.id) == Principal.tenant_id)
+                .where(Tenant.name == tenant, Principal.external_id == external_id)
+            ).first()
+        return f"{name} ({external_id})" if name else external_id
 
     def report_index(self, request: Request) -> Response:
         admin = self._admin(request)
@@ -576,6 +586,24 @@ class Console:
             back="/console/sign-in",
             back_label="Sign in to the console",
         )
+
+
+def _reenabled(result: ReenableResult) -> tuple[int, str, list[str]]:
+    """The page's answer to a re-enable: what was restored, what failed, and what never
+    comes back (Google token revokes: those users must consent again)."""
+    app = f"{result.display_name} ({result.external_id}) in {result.tenant}"
+    notes = [str(item["message"]) for item in result.not_reversible]
+    notes += [
+        f"{item['action'].replace('_', ' ')} failed: {item['error']}" for item in result.failed
+    ]
+    if result.failed:
+        return 502, f"{app} was not fully re-enabled: the provider refused a change.", notes
+    if result.already:
+        return 200, f"{app} was already re-enabled: nothing left to undo.", notes
+    if not result.restored:
+        return 200, f"{app}: nothing Recert changed can be restored.", notes
+    restored = ", ".join(what.replace("_", " ") for what in result.restored)
+    return 200, f"Re-enabled {app}: {restored}.", notes
 
 
 def _linker(path: str, params: dict[str, str]) -> Callable[..., str]:

@@ -19,6 +19,7 @@ from emails import wording
 from recert import reports
 from recert.config import Settings
 from recert.decisions import latest_decisions
+from recert.enforcement.planning import DISABLE
 from recert.models import (
     Campaign,
     Credential,
@@ -465,9 +466,7 @@ def principal_page(session: Session, principal_id: int, now: datetime) -> Princi
         last_used=last_used(principal, now),
         history=_history(session, principal_id, actions),
         disabled_by_recert=principal.status == "disabled"
-        and bool(actions)
-        and actions[-1].action == "disable"
-        and actions[-1].status == "done",
+        and any(a.action == DISABLE for a in _still_done(actions)),
     )
 
 
@@ -541,11 +540,11 @@ def _history(
                 )
             )
     for action in actions:
-        detail = action.reason + (f"; failed: {action.error}" if action.error else "")
+        detail = action.reason + (f"; {action.status}: {action.error}" if action.error else "")
         entries.append(
             HistoryEntry(
-                action.performed_at or datetime.min.replace(tzinfo=UTC),
-                f"Enforcement: {action.action} ({action.status})",
+                action.performed_at or action.created_at,
+                f"Enforcement: {enforcement_words(action.action, action.status)}",
                 action.performed_by,
                 detail,
             )
@@ -632,6 +631,43 @@ def iam_queue(
 
 # --- enforcement history -------------------------------------------------------------------
 
+# The actions and statuses recert.enforcement writes (acting.py, undoing.py), in words.
+ENFORCEMENT_ACTIONS = {
+    "disable": "Disable",
+    "remove_grant": "Remove permission",
+    "revoke_consent": "Revoke consent",
+    "enable": "Re-enable",
+    "restore_grant": "Restore permission",
+    "restore_consent": "Restore consent",
+    "refuse": "Refused by a safety rule",
+}
+ENFORCEMENT_STATUSES = {
+    "done": "done",
+    "in_progress": "in progress",
+    "retrying": "failed, will retry",
+    "failed": "failed",
+    "refused": "refused",
+    "not_reversible": "cannot be undone",
+}
+
+
+def action_words(action: str) -> str:
+    return ENFORCEMENT_ACTIONS.get(action, action.replace("_", " "))
+
+
+def status_words(status: str) -> str:
+    return ENFORCEMENT_STATUSES.get(status, status)
+
+
+def enforcement_words(action: str, status: str) -> str:
+    return f"{action_words(action)} ({status_words(status)})"
+
+
+def _still_done(actions: Sequence[EnforcementAction]) -> list[EnforcementAction]:
+    """The done rows that no done undo row reverses."""
+    undone = {a.reverses_id for a in actions if a.reverses_id and a.status == "done"}
+    return [a for a in actions if a.status == "done" and a.id not in undone]
+
 
 @dataclass(frozen=True)
 class ActionRow:
@@ -646,6 +682,29 @@ class ActionRow:
     by: str
     error: str | None
 
+    @property
+    def action_words(self) -> str:
+        return action_words(self.action)
+
+    @property
+    def status_words(self) -> str:
+        return status_words(self.status)
+
+
+def _action_row(action: EnforcementAction, principal: Principal, tenant: str) -> ActionRow:
+    return ActionRow(
+        at=action.performed_at,
+        action=action.action,
+        status=action.status,
+        principal_id=principal.id or 0,
+        tenant=tenant,
+        name=principal.display_name,
+        external_id=principal.external_id,
+        reason=action.reason,
+        by=action.performed_by,
+        error=action.error,
+    )
+
 
 def enforcement_history(session: Session, limit: int = 200) -> list[ActionRow]:
     rows = session.exec(
@@ -655,30 +714,30 @@ def enforcement_history(session: Session, limit: int = 200) -> list[ActionRow]:
         .order_by(col(EnforcementAction.id).desc())
         .limit(limit)
     ).all()
-    return [
-        ActionRow(
-            at=action.performed_at,
-            action=action.action,
-            status=action.status,
-            principal_id=principal.id or 0,
-            tenant=tenant,
-            name=principal.display_name,
-            external_id=principal.external_id,
-            reason=action.reason,
-            by=action.performed_by,
-            error=action.error,
-        )
-        for action, principal, tenant in rows
-    ]
+    return [_action_row(action, principal, tenant) for action, principal, tenant in rows]
 
 
 def disabled_by_recert(session: Session) -> list[ActionRow]:
-    """Apps whose newest enforcement action is a completed disable: re-enable candidates."""
-    newest: dict[int, ActionRow] = {}
-    for row in reversed(enforcement_history(session, limit=10_000)):
-        newest[row.principal_id] = row
-    return [
-        row
-        for row in sorted(newest.values(), key=lambda r: (r.tenant, r.name.casefold()))
-        if row.action == "disable" and row.status == "done"
-    ]
+    """Apps Recert disabled that are still disabled: a done disable that no done re-enable
+    reverses. The re-enable candidates, one row per app (its newest disable)."""
+    disables = session.exec(
+        select(EnforcementAction, Principal, Tenant.name)
+        .join(Principal, col(Principal.id) == EnforcementAction.principal_id)
+        .join(Tenant, col(Tenant.id) == Principal.tenant_id)
+        .where(
+            EnforcementAction.action == DISABLE,
+            EnforcementAction.status == "done",
+            Principal.status == "disabled",
+        )
+        .order_by(col(EnforcementAction.id))
+    ).all()
+    undone = set(
+        session.exec(
+            select(EnforcementAction.reverses_id).where(
+                col(EnforcementAction.reverses_id).in_([a.id for a, _, _ in disables]),
+                EnforcementAction.status == "done",
+            )
+        ).all()
+    )
+    newest = {p.id: _action_row(a, p, t) for a, p, t in disables if a.id not in undone}
+    return sorted(newest.values(), key=lambda r: (r.tenant, r.name.casefold()))

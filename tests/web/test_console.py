@@ -7,16 +7,21 @@ console needs none.
 
 Known data: the Entra page of tests.web.conftest plus 15 ownerless "Batch job" apps (10
 service principals, 5 agent identities); Ann keeps Payroll Sync on day 1 and revokes the
-hostile app on day 2, Bo answers "not mine" for Build Bot; Recert disabled Build Bot.
+hostile app on day 2, Bo answers "not mine" for Build Bot. The tenant's enforce credential
+points at an emulated Entra tenant holding Build Bot's service principal, which Recert
+disabled there through the connector: re-enabling it from the console really enables it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import copy
 import hashlib
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,10 +34,11 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from connectors import base
+from connectors import base, open_connector
+from connectors.settings import EntraSettings
 from recert import db, evidence, links
 from recert.clock import FixedClock
-from recert.config import OidcSettings, Settings, WebSettings
+from recert.config import OidcSettings, Settings, Tenant, WebSettings
 from recert.db import session_scope
 from recert.decisions import DecisionRequest, decide
 from recert.models import (
@@ -48,7 +54,8 @@ from recert.notify import enqueue_due
 from recert.web import create_app
 from recert.web.app import SECURITY_HEADERS
 from recert.web.auth import CALLBACK, SESSION_COOKIE, SIGNED_OUT
-from sandbox import okta
+from sandbox import entra, okta
+from sandbox.entra import EntraEmulator
 from sandbox.okta.oidc import OidcProvider
 from sandbox.okta.oidc import install as install_oidc
 from sandbox.server import free_port
@@ -71,39 +78,6 @@ EXTRAS = [
 
 
 @dataclass
-class RecordedPlan:
-    data: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.data
-
-
-@dataclass
-class PlanOnRecord:
-    """Stands in for `recert.enforcement` (built in parallel): only its interface."""
-
-    reenabled: list[tuple[str, str, str, str]] = field(default_factory=list)
-
-    def plan(self, session: Session, settings: Settings, clock: Any, tenants: Any = None) -> Any:
-        action = {
-            "action": "disable",
-            "kind": "service_principal",
-            "external_id": "hostile",
-            "display_name": HOSTILE,
-            "reason": "its owner chose to revoke it",
-            "campaign_id": 1,
-            "item_id": 2,
-        }
-        refused = {"external_id": "builder", "display_name": "Build Bot", "rule": "not_mine"}
-        plan = {"tenant": "entra-test", "mode": "dry-run", "actions": [action]}
-        return [RecordedPlan({**plan, "refused": [refused], "blocked": None})]
-
-    def reenable(self, engine: Engine, settings: Settings, clock: Any, *args: str) -> None:
-        tenant, external_id, reason, actor = args
-        self.reenabled.append((tenant, external_id, reason, actor))
-
-
-@dataclass
 class Console:
     url: str
     engine: Engine
@@ -111,7 +85,7 @@ class Console:
     provider: OidcProvider
     admin: str
     outsider: str
-    enforcement: PlanOnRecord
+    entra: EntraEmulator
     spki: str
     campaign_id: int
 
@@ -147,16 +121,66 @@ def _decide(engine: Engine, settings: Settings, campaign: int, due: Any, *calls:
             decide(session, settings, FixedClock(at), link, item or 0, request)
 
 
-def _disabled_by_recert(engine: Engine, external_id: str) -> None:
-    with session_scope(engine) as session:
+def _entra_tenant(emulator: EntraEmulator, url: str, ca: SandboxCA) -> Tenant:
+    """The seeded tenant, reading and enforcing through the emulated Entra tenant."""
+
+    def credential(client_id: str) -> EntraSettings:
+        return EntraSettings(
+            name="entra-test",
+            tenant_id=emulator.tenant.tenant_id,
+            client_id=client_id,
+            client_secret=SecretStr(emulator.secret_of(client_id)),
+            graph_url=url,
+            authority=url,
+            ca_bundle=str(ca.ca_bundle),
+        )
+
+    return Tenant(
+        name="entra-test",
+        kind="entra",
+        read=credential(emulator.read_client_id),
+        write=credential(emulator.write_client_id),
+    )
+
+
+def _emulated_entra() -> EntraEmulator:
+    """A small Entra tenant that also holds Build Bot's service principal, as discovered."""
+    emulator = entra.build(seed=5, size=12, additions=False)
+    kinds = emulator.tenant.truth.kinds
+    template = next(
+        sp
+        for sp in emulator.tenant.service_principals.values()
+        if kinds.get(sp["id"]) == "service_principal"
+    )
+    build_bot = {"id": "builder", "appId": "app-builder", "displayName": "Build Bot"}
+    emulator.add_service_principal({**copy.deepcopy(template), **build_bot, "accountEnabled": True})
+    return emulator
+
+
+def _disabled_by_recert(engine: Engine, tenant: Tenant, external_id: str) -> None:
+    """Recert disabled the app at the provider on day 2 and recorded it as acting.py does."""
+    with Session(engine) as session:
         principal = session.exec(
             select(Principal).where(Principal.external_id == external_id)
         ).one()
+    ref = base.PrincipalRef(external_id, K(principal.kind), principal.app_id)
+
+    async def disable() -> base.Snapshot:
+        connector = open_connector(tenant.write_settings)
+        try:
+            return await connector.disable(ref)
+        finally:
+            await connector.aclose()
+
+    with ThreadPoolExecutor(max_workers=1) as worker:  # Playwright's loop runs here
+        snapshot = worker.submit(asyncio.run, disable()).result()
+    at = OPENED + timedelta(days=2)
+    with session_scope(engine) as session:
         principal.status = "disabled"
         session.add(principal)
         session.add(
             EnforcementAction(
-                idempotency_key=f"test:{external_id}:disable",
+                idempotency_key=f"entra-test:item:0:disable:{external_id}",
                 tenant="entra-test",
                 principal_id=principal.id or 0,
                 external_id=external_id,
@@ -165,9 +189,12 @@ def _disabled_by_recert(engine: Engine, external_id: str) -> None:
                 action="disable",
                 status="done",
                 reason="nobody attested it by the due date",
-                snapshot={"accountEnabled": True},
-                created_at=OPENED + timedelta(days=2),
-                performed_at=OPENED + timedelta(days=2),
+                before={"status": "active", "app_id": principal.app_id, "cause": "overdue"},
+                snapshot=snapshot,
+                after={"status": "disabled"},
+                attempts=1,
+                created_at=at,
+                performed_at=at,
             )
         )
 
@@ -183,7 +210,8 @@ def console(tmp_path_factory: pytest.TempPathFactory, sandbox_ca: SandboxCA) -> 
     provider = install_oidc(org)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with serving_emulator(org, sandbox_ca) as idp:
+    graph = _emulated_entra()
+    with serving_emulator(org, sandbox_ca) as idp, serving_emulator(graph, sandbox_ca) as tenant:
         client = provider.register_client(url + CALLBACK, url + SIGNED_OUT)
         admin, outsider = provider.active_logins()[:2]
         oidc = OidcSettings(
@@ -193,9 +221,10 @@ def console(tmp_path_factory: pytest.TempPathFactory, sandbox_ca: SandboxCA) -> 
             admin_emails=(admin.upper(),),  # compared without case
             ca_bundle=str(sandbox_ca.ca_bundle),
         )
-        settings = settings_for(folder, url)
-        settings = settings.model_copy(
-            update={"web": WebSettings(secret_key=SecretStr(SECRET), base_url=url, oidc=oidc)}
+        web = WebSettings(secret_key=SecretStr(SECRET), base_url=url, oidc=oidc)
+        entra_test = _entra_tenant(graph, tenant.url, sandbox_ca)
+        settings = settings_for(folder, url).model_copy(
+            update={"web": web, "tenants": (entra_test,)}
         )
         page = replace(PAGE, principals=[*PAGE.principals, *EXTRAS])
         campaign, due = seed_campaign(engine, settings, page)
@@ -209,9 +238,9 @@ def console(tmp_path_factory: pytest.TempPathFactory, sandbox_ca: SandboxCA) -> 
             ("ann@acme.test", "hostile", "revoke", OPENED + timedelta(days=1)),
             ("bo@acme.test", "builder", "not_mine", OPENED + timedelta(days=1, hours=1)),
         )
-        _disabled_by_recert(engine, "builder")
-        enforcement = PlanOnRecord()
-        app = create_app(settings, engine, FixedClock(NOW), enforcement=enforcement)
+        _disabled_by_recert(engine, entra_test, "builder")
+        assert graph.tenant.service_principals["builder"]["accountEnabled"] is False
+        app = create_app(settings, engine, FixedClock(NOW))
         with serving_site(app, port):
             yield Console(
                 url=url,
@@ -220,7 +249,7 @@ def console(tmp_path_factory: pytest.TempPathFactory, sandbox_ca: SandboxCA) -> 
                 provider=provider,
                 admin=admin,
                 outsider=outsider,
-                enforcement=enforcement,
+                entra=graph,
                 spki=_spki_hash(int(idp.url.rsplit(":", 1)[1]), sandbox_ca),
                 campaign_id=campaign,
             )
@@ -410,23 +439,76 @@ def test_iam_queue_searches_and_assigns_in_bulk(admin_page: Page, console: Conso
         assert [e.kind for e in sent] == ["request"]
 
 
-def test_enforcement_previews_the_plan_and_reenables_by_post(
-    admin_page: Page, console: Console
-) -> None:
+def test_enforcement_previews_the_real_plan(admin_page: Page, console: Console) -> None:
     page = admin_page
     page.goto(f"{console.url}/console/enforcement")
     plan = page.locator("#plan")
     expect(plan).to_contain_text("mode: dry-run")
-    expect(plan.locator(".plan-actions tr", has_text="Disable")).to_contain_text(HOSTILE)
-    expect(plan.locator(".plan-refused")).to_contain_text("not_mine")
+    # Day 4: the last complete discovery (day 1) is older than discovery_freshness_hours.
+    expect(plan.locator(".notice.error")).to_contain_text("Blocked: stale discovery")
+    revoked = plan.locator(".plan-actions tbody tr")
+    expect(revoked).to_have_count(1)
+    expect(revoked).to_contain_text("Disable")
+    expect(revoked).to_contain_text(HOSTILE)
+    expect(revoked).to_contain_text("ann@acme.test chose to revoke it on 2026-12-02")
+    # Build Bot's "not mine" is not due before day 15: no refusal yet, and no disable.
+    expect(plan.locator(".plan-refused")).to_have_count(0)
+    expect(plan).not_to_contain_text("Build Bot")
+
+
+def test_reenable_by_post_enables_the_app_at_the_provider(
+    admin_page: Page, console: Console
+) -> None:
+    page = admin_page
+    page.goto(f"{console.url}/console/enforcement")
     disabled = page.locator("#disabled tr", has_text="Build Bot")
     disabled.get_by_placeholder("why").fill("Owner confirmed it runs the nightly build")
     disabled.get_by_role("button", name="Re-enable").click()
-    expect(page.get_by_role("status")).to_have_text("Re-enabled builder in entra-test.")
-    assert console.enforcement.reenabled == [
-        ("entra-test", "builder", "Owner confirmed it runs the nightly build", console.admin)
-    ]
-    expect(page.locator("#history")).to_contain_text("nobody attested it by the due date")
+    expect(page.get_by_role("status")).to_have_text(
+        "Re-enabled Build Bot (builder) in entra-test: enable."
+    )
+    assert console.entra.tenant.service_principals["builder"]["accountEnabled"] is True
+    patches = [r for r in console.entra.requests if r.method == "PATCH"]
+    assert [r.path.rsplit("/", 1)[-1] for r in patches] == ["builder", "builder"]
+    expect(page.locator("#disabled")).to_contain_text("Nothing Recert disabled is still disabled")
+    history = page.locator("#history tr", has_text="Re-enable")
+    expect(history).to_contain_text("done")
+    expect(history).to_contain_text(console.admin)
+    expect(history).to_contain_text("Owner confirmed it runs the nightly build")
+    with Session(console.engine) as session:
+        [event] = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "enforcement.enable")
+        ).all()
+        principal = session.exec(select(Principal).where(Principal.external_id == "builder"))
+        assert principal.one().status == "active"
+    assert (event.actor, event.subject_id, event.tenant) == (console.admin, "builder", "entra-test")
+    assert event.data["reason"] == "Owner confirmed it runs the nightly build"
+    page.goto(f"{console.url}/console/principals/{console.principal_id('builder')}")
+    expect(page.get_by_role("button", name="Re-enable")).to_have_count(0)
+    expect(page.locator("#history")).to_contain_text("Enforcement: Re-enable (done)")
+
+
+def test_reenable_names_the_app_when_refused(admin_page: Page, console: Console) -> None:
+    page = admin_page
+    page.goto(f"{console.url}/console/queue")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    form: dict[str, str | float | bool] = {
+        "csrf": csrf,
+        "tenant": "entra-test",
+        "external_id": "payroll",
+        "reason": "test",
+    }
+    refused = page.request.post(f"{console.url}/console/enforcement/reenable", form=form)
+    assert refused.status == 409
+    assert (
+        "Payroll Sync (payroll) in entra-test was not re-enabled: entra-test/payroll: Recert "
+        "has not disabled or changed this app" in refused.text()
+    )
+    again = page.request.post(
+        f"{console.url}/console/enforcement/reenable", form={**form, "external_id": "builder"}
+    )
+    assert again.status == 200
+    assert "Build Bot (builder) in entra-test was already re-enabled" in again.text()
 
 
 def test_report_pages_sort_download_and_lead_back(admin_page: Page, console: Console) -> None:
