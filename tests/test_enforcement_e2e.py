@@ -495,7 +495,7 @@ def test_a_google_token_revoke_cannot_be_undone_and_names_who_must_consent(
     assert result.exit_code == 1
     problems = json.loads(result.stdout)["not_reversible"]
     [problem] = [p for p in problems if p["action"] == "revoke_consent"]
-    assert "cannot be undone" in problem["message"]
+    assert "cannot be restored" in problem["message"]
     assert problem["must_consent_again"]
     assert all("@" in user for user in problem["must_consent_again"])
     [planned] = [

@@ -66,8 +66,9 @@ def reenable(
     sleep: Sleeper = asyncio.sleep,
 ) -> ReenableResult:
     """Undo every change Recert made to one app, exactly: its status and the grants it
-    removed, from the stored pre-change state. Records who did it and why. Google token
-    revokes cannot be undone: the result names the users who must consent again."""
+    removed, from the stored pre-change state. Records who did it and why. Revoked consents
+    (Google tokens, Okta user grants) cannot be restored: the result names the users who
+    must consent again."""
     reason = " ".join(reason.split())
     if not reason:
         raise ReenableRefused("say why the app is re-enabled (--reason): it is audited")
@@ -133,7 +134,7 @@ def _irreversible(change: EnforcementAction) -> dict[str, Any]:
     users = list(change.before.get("must_consent_again") or [])
     return {
         "action": change.action,
-        "message": "Google revoked the users' tokens: this cannot be undone; "
+        "message": "a revoked consent cannot be restored (Google and Okta delete it); "
         + (
             f"these users must consent again: {', '.join(users)}"
             if users
