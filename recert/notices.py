@@ -8,6 +8,10 @@ is claimed row by row in the same transaction that queues the digest in the outb
 the key (day, recipient): two runs at once, re-runs and a crash between claim and queue
 can neither send a notice twice nor lose one. A digest already queued today for the
 recipient defers the rest to tomorrow's digest.
+
+Notices on an app in the one orphan set (`reports.orphans`, with what open campaigns
+moved to the IAM team) go to the IAM team with the report's reason. A digest that
+hard-bounces is sent on to the IAM team, once, saying whose address bounced.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?$")
 class ExpirySummary:
     digests: int = 0  # emails queued
     notices: int = 0  # (credential, threshold) notices in them
-    orphaned: int = 0  # of those, on apps with no owner: sent to the IAM team
+    orphaned: int = 0  # of those, on apps in the orphan set: sent to the IAM team
     deferred: int = 0  # due, but the recipient already has today's digest: tomorrow
     unmailable: int = 0  # not queued: the recipient address cannot be mailed (logged)
 

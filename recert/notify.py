@@ -3,7 +3,8 @@ recipient); a sender claims rows one at a time, sends over SMTP and records the 
 
 Running notify twice, or two senders at once, never sends an email twice: a row is
 inserted once per key, and a claim is one conditional UPDATE that only one sender wins.
-A permanent refusal at RCPT is a hard bounce: that owner's items go to the IAM team.
+A permanent refusal at RCPT is a hard bounce: that owner's items, or the credential
+notices the mail carried, go to the IAM team.
 The IAM team's first escalation lists every orphan of the campaign; after it, at most one
 digest a day lists only the apps that reached the team since its last email.
 """
