@@ -8,6 +8,10 @@ is claimed row by row in the same transaction that queues the digest in the outb
 the key (day, recipient): two runs at once, re-runs and a crash between claim and queue
 can neither send a notice twice nor lose one. A digest already queued today for the
 recipient defers the rest to tomorrow's digest.
+
+Notices on an app in the one orphan set (`reports.orphans`, with what open campaigns
+moved to the IAM team) go to the IAM team with the report's reason. A digest that
+hard-bounces is sent on to the IAM team, once, saying whose address bounced.
 """
 
 from __future__ import annotations
@@ -21,15 +25,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, and_, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from connectors.settings import EntraSettings, OktaSettings, TenantSettings
 from emails import render as mail
 from emails import wording
-from recert.campaigns import ORPHAN_SOURCE, reviewer_for
-from recert.clock import Clock
+from recert import reports
+from recert.campaigns import reviewer_for
+from recert.clock import Clock, as_utc
 from recert.config import ConfigError, Settings
 from recert.db import session_scope
 from recert.models import (
@@ -41,7 +46,7 @@ from recert.models import (
     Principal,
     Tenant,
 )
-from recert.notify import queue_email
+from recert.outbox import queue_email
 from recert.store import grouped
 
 log = logging.getLogger(__name__)
@@ -59,7 +64,7 @@ _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?$")
 class ExpirySummary:
     digests: int = 0  # emails queued
     notices: int = 0  # (credential, threshold) notices in them
-    orphaned: int = 0  # of those, on apps with no owner: sent to the IAM team
+    orphaned: int = 0  # of those, on apps in the orphan set: sent to the IAM team
     deferred: int = 0  # due, but the recipient already has today's digest: tomorrow
     unmailable: int = 0  # not queued: the recipient address cannot be mailed (logged)
 
@@ -74,9 +79,12 @@ class DueNotice:
     credential: Credential
     threshold: int
     recipient: str
-    orphaned: bool
     owner_reason: str
-    orphan_reason: str | None
+    orphan_reason: str | None  # set when the app is in the one orphan set (reports.orphans)
+
+    @property
+    def orphaned(self) -> bool:
+        return self.orphan_reason is not None
 
 
 # --- what is due ------------------------------------------------------------------------
@@ -149,6 +157,7 @@ def due_notices(session: Session, settings: Settings, now: datetime) -> list[Due
     ids = sorted({principal.id or 0 for _, principal, _ in rows})
     siblings = grouped(session, Credential, ids)
     owners = grouped(session, Ownership, ids)
+    moved = reports.moved_to_iam(session, settings.iam_email, ids)
     notified = _notified(session, ids)
     due = []
     for credential, principal, tenant in rows:
@@ -162,7 +171,10 @@ def due_notices(session: Session, settings: Settings, now: datetime) -> list[Due
             continue
         if superseded(credential, siblings[principal.id]):
             continue
-        due.append(_notice(principal, tenant, credential, current, owners[principal.id], settings))
+        orphan = reports.app_orphan_reason(owners[principal.id], moved.get(principal.id))
+        due.append(
+            _notice(principal, tenant, credential, current, owners[principal.id], orphan, settings)
+        )
     return due
 
 
@@ -182,26 +194,26 @@ def _notice(
     credential: Credential,
     threshold: int,
     owners: list[Ownership],
+    orphan: tuple[str, str] | None,
     settings: Settings,
 ) -> DueNotice:
-    recipient, source = reviewer_for(owners, settings.iam_email)
-    orphan = next((o for o in owners if o.orphan_reason), None)
-    named = next((o for o in owners if (o.email or "").lower() == recipient), None)
-    if named is not None:
-        reason = named.evidence
-    elif orphan is not None:
-        reason = f"no accountable owner: {orphan.evidence}"
+    """To the accountable owner; an orphan (`orphan`: reason and evidence, as the orphan
+    report has it) to the IAM team."""
+    if orphan is not None:
+        recipient = settings.iam_email.lower()
+        reason = f"no accountable owner: {orphan[1]}"
     else:
-        reason = "no owner has been resolved for it yet"
+        recipient, _ = reviewer_for(owners, settings.iam_email)
+        named = next((o for o in owners if (o.email or "").lower() == recipient), None)
+        reason = named.evidence if named else "no owner has been resolved for it yet"
     return DueNotice(
         principal=principal,
         tenant=tenant,
         credential=credential,
         threshold=threshold,
         recipient=recipient,
-        orphaned=source == ORPHAN_SOURCE,
         owner_reason=reason,
-        orphan_reason=orphan.orphan_reason if orphan else None,
+        orphan_reason=orphan[0] if orphan else None,
     )
 
 
@@ -361,6 +373,68 @@ def _queue_digest(
         session.rollback()  # another run queued today's digest first: these wait a day
         return None
     return mine
+
+
+def reroute_bounced(session: Session, settings: Settings, now: datetime, row: OutboxEmail) -> int:
+    """An owner's digest hard-bounced: the IAM team gets its notices instead, saying so, so
+    no rotation deadline is lost. Once per digest, in the caller's transaction. Returns how
+    many notices went on (none when the IAM team's own address bounced)."""
+    iam = settings.iam_email.lower()
+    if row.recipient.lower() == iam:
+        return 0
+    rerouted = [
+        DueNotice(
+            principal=principal,
+            tenant=tenant,
+            credential=credential,
+            threshold=entry.threshold_days,
+            recipient=iam,
+            owner_reason=f"its owner is {row.recipient}, whose address bounced",
+            orphan_reason="owner_unreachable",
+        )
+        for entry, credential, principal, tenant in _listed_in(session, row.idempotency_key)
+    ]
+    if not rerouted:
+        return 0
+    digest = mail.Digest(
+        kind=KIND,
+        campaign=f"Credential expiry {as_utc(row.created_at):%Y-%m-%d}",
+        recipient_email=iam,
+        recipient_name=None,
+        apps=tuple(_apps(settings, rerouted)),
+        review_url=None,
+        due_at=None,
+        iam_contact=settings.iam_email,
+        now=now,
+        note=(
+            f"These notices were for {row.recipient}, but that address bounced: the owner"
+            " cannot be reached. Please see that each credential is rotated before it"
+            " expires, and correct the owner's address."
+        ),
+    )
+    message = mail.render(digest, from_address=settings.smtp.from_address)
+    queued = queue_email(session, f"{row.idempotency_key}:bounced", KIND, iam, message, now)
+    return len(rerouted) if queued else 0
+
+
+def _listed_in(
+    session: Session, key: str
+) -> Sequence[tuple[CredentialNotice, Credential, Principal, Tenant]]:
+    """The ledger's notices for digest `key`; a credential gone since was rotated away."""
+    return session.exec(
+        select(CredentialNotice, Credential, Principal, Tenant)
+        .join(
+            Credential,
+            and_(
+                col(Credential.principal_id) == CredentialNotice.principal_id,
+                col(Credential.credential_id) == CredentialNotice.credential_id,
+            ),
+        )
+        .join(Principal, col(Principal.id) == CredentialNotice.principal_id)
+        .join(Tenant, col(Tenant.id) == Principal.tenant_id)
+        .where(CredentialNotice.outbox_key == key)
+        .order_by(col(CredentialNotice.principal_id), col(CredentialNotice.id))
+    ).all()
 
 
 def _claim(

@@ -3,7 +3,8 @@ recipient); a sender claims rows one at a time, sends over SMTP and records the 
 
 Running notify twice, or two senders at once, never sends an email twice: a row is
 inserted once per key, and a claim is one conditional UPDATE that only one sender wins.
-A permanent refusal at RCPT is a hard bounce: that owner's items go to the IAM team.
+A permanent refusal at RCPT is a hard bounce: that owner's items, or the credential
+notices the mail carried, go to the IAM team.
 The IAM team's first escalation lists every orphan of the campaign; after it, at most one
 digest a day lists only the apps that reached the team since its last email.
 """
@@ -21,14 +22,13 @@ from email.utils import make_msgid
 from typing import Any
 
 from sqlalchemy import Engine, and_, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from connectors.base import LAST_USE_UNKNOWN
 from emails import render as mail
 from emails import wording
 from emails.send import HardBounce, SendError, SmtpServer, TransientSendError, send
-from recert import audit, reports
+from recert import audit, notices, reports
 from recert.campaigns import item_contexts, items_by_reviewer, open_campaigns
 from recert.clock import Clock
 from recert.config import ConfigError, Settings
@@ -45,6 +45,7 @@ from recert.models import (
     ReviewItem,
     Tenant,
 )
+from recert.outbox import insert_email
 from recert.risk import permission_level
 
 log = logging.getLogger(__name__)
@@ -143,18 +144,32 @@ def _enqueue_handovers(
 def _covered_by_request(
     session: Session, campaign: Campaign, reviewer: str, item: ReviewItem
 ) -> bool:
-    """True when the reviewer's first request was queued after the hand-over (it lists it)."""
+    """True when the reviewer's first request listed the item handed over to them.
+
+    By the items the request recorded, not by time: with a pinned clock a hand-over and
+    the request share one instant, whichever came first."""
     first = session.exec(
-        select(OutboxEmail.created_at).where(
+        select(OutboxEmail.item_ids, OutboxEmail.created_at).where(
             OutboxEmail.idempotency_key == f"campaign:{campaign.id}:request:{reviewer}"
         )
     ).first()
+    if first is None:
+        return False
+    listed, queued_at = first
+    if listed is not None:
+        return item.id in listed
+    return _handed_over_before(session, item, reviewer, queued_at)  # queued before 0010
+
+
+def _handed_over_before(
+    session: Session, item: ReviewItem, reviewer: str, moment: datetime
+) -> bool:
     decided = session.exec(
         select(Decision.decided_at)
         .where(Decision.review_item_id == item.id, Decision.new_owner_email == reviewer)
         .order_by(col(Decision.decided_at).desc())
     ).first()
-    return first is not None and decided is not None and decided < first
+    return decided is not None and decided < moment
 
 
 def _enqueue(
@@ -191,7 +206,8 @@ def _enqueue(
     )
     cc = _manager_of(session, reviewer) if kind == "final_warning" else ()
     message = mail.render(digest, from_address=settings.smtp.from_address, cc=cc)
-    return _insert(session, key, kind, reviewer, cc, message, campaign.id, now)
+    listed = [item.id for item in items if item.id is not None]
+    return insert_email(session, key, kind, reviewer, cc, message, campaign.id, now, listed)
 
 
 def _orphan_changes(
@@ -224,49 +240,6 @@ def _queued(session: Session, key: str) -> bool:
         session.exec(select(OutboxEmail.id).where(OutboxEmail.idempotency_key == key)).first()
         is not None
     )
-
-
-def _insert(
-    session: Session,
-    key: str,
-    kind: str,
-    recipient: str,
-    cc: tuple[str, ...],
-    message: EmailMessage,
-    campaign_id: int | None,
-    now: datetime,
-) -> int:
-    text_part = message.get_body(("plain",))
-    html_part = message.get_body(("html",))
-    row = {
-        "idempotency_key": key,
-        "kind": kind,
-        "recipient": recipient,
-        "cc": list(cc),
-        "subject": str(message["Subject"]),
-        "body_text": text_part.get_content() if text_part else "",
-        "body_html": html_part.get_content() if html_part else "",
-        "status": "pending",
-        "attempts": 0,
-        "message_id": make_msgid(domain=recipient.rsplit("@", 1)[-1] or "recert"),
-        "created_at": now,
-        "campaign_id": campaign_id,
-    }
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(OutboxEmail)
-        .values(row)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(col(OutboxEmail.id))
-    )
-    return len(session.execute(statement).all())  # no row back: another run queued it
-
-
-def queue_email(
-    session: Session, key: str, kind: str, recipient: str, message: EmailMessage, now: datetime
-) -> bool:
-    """Queue a message that belongs to no campaign; False when `key` is queued already."""
-    return _insert(session, key, kind, recipient, (), message, None, now) == 1
 
 
 def _person_name(session: Session, email: str) -> str | None:
@@ -408,7 +381,7 @@ def queue_orphan_report(engine: Engine, settings: Settings, clock: Clock) -> int
             now=now,
         )
         message = mail.render(digest, from_address=settings.smtp.from_address)
-        return _insert(session, key, "orphan_report", recipient, (), message, None, now)
+        return insert_email(session, key, "orphan_report", recipient, (), message, None, now)
 
 
 # --- enforcement notices -------------------------------------------------------------
@@ -445,7 +418,10 @@ def queue_disabled_notice(
     )
     cc = () if reviewer == iam else (iam,)
     message = mail.render(digest, from_address=settings.smtp.from_address, cc=cc)
-    return _insert(session, key, "disabled_notice", reviewer, cc, message, campaign.id, now)
+    listed = [item.id for item in items if item.id is not None]
+    return insert_email(
+        session, key, "disabled_notice", reviewer, cc, message, campaign.id, now, listed
+    )
 
 
 def queue_enforcement_alert(
@@ -483,7 +459,7 @@ def queue_enforcement_alert(
         note=note,
     )
     message = mail.render(digest, from_address=settings.smtp.from_address)
-    return _insert(
+    return insert_email(
         session,
         f"enforcement_alert:{tenant}:{key}",
         "enforcement_alert",
@@ -566,8 +542,7 @@ def _deliver(
     try:
         message_id = send(server, _message(row, settings.smtp.from_address))
     except HardBounce as bounce:
-        _record(engine, row.id, status="bounced", last_error=str(bounce))
-        _escalate_bounced(engine, settings, clock, row)
+        _escalate_bounced(engine, settings, clock, row, str(bounce))
         summary.bounced += 1
     except TransientSendError as error:
         attempts = row.attempts + 1
@@ -598,21 +573,22 @@ def _record(engine: Engine, row_id: int | None, **values: Any) -> None:
         session.execute(update(OutboxEmail).where(col(OutboxEmail.id) == row_id).values(**values))
 
 
-def _escalate_bounced(engine: Engine, settings: Settings, clock: Clock, row: OutboxEmail) -> None:
-    """The owner cannot be reached: their pending items go to the IAM team."""
-    iam = settings.iam_email.lower()
+def _escalate_bounced(
+    engine: Engine, settings: Settings, clock: Clock, row: OutboxEmail, error: str
+) -> None:
+    """The recipient cannot be reached: what the mail asked of them goes to the IAM team.
+    Recorded with the bounce in one transaction, so neither is lost nor done twice."""
     with session_scope(engine) as session:
-        items = session.exec(
-            select(ReviewItem).where(
-                ReviewItem.reviewer_email == row.recipient,
-                ReviewItem.status == "pending",
-                ReviewItem.campaign_id == row.campaign_id,
-            )
-        ).all()
-        for item in items:
-            item.reviewer_email, item.owner_source = iam, "bounced"
-            item.escalated_at = None
-            session.add(item)
+        session.execute(
+            update(OutboxEmail)
+            .where(col(OutboxEmail.id) == row.id)
+            .values(status="bounced", last_error=error)
+        )
+        data: dict[str, Any] = {"recipient": row.recipient}
+        if row.kind == notices.KIND:
+            data["notices_to_iam"] = notices.reroute_bounced(session, settings, clock.now(), row)
+        else:
+            data["items_escalated"] = _move_pending_to_iam(session, settings, row)
         audit.append(
             session,
             clock,
@@ -620,5 +596,21 @@ def _escalate_bounced(engine: Engine, settings: Settings, clock: Clock, row: Out
             action="owner.mail_bounced",
             subject_type="outbox_email",
             subject_id=str(row.id),
-            data={"recipient": row.recipient, "items_escalated": [i.id for i in items]},
+            data=data,
         )
+
+
+def _move_pending_to_iam(session: Session, settings: Settings, row: OutboxEmail) -> list[int]:
+    """The owner's pending items in the bounced mail's campaign go to the IAM team."""
+    items = session.exec(
+        select(ReviewItem).where(
+            ReviewItem.reviewer_email == row.recipient,
+            ReviewItem.status == "pending",
+            ReviewItem.campaign_id == row.campaign_id,
+        )
+    ).all()
+    for item in items:
+        item.reviewer_email, item.owner_source = settings.iam_email.lower(), "bounced"
+        item.escalated_at = None
+        session.add(item)
+    return [item.id or 0 for item in items]

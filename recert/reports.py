@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -98,8 +98,18 @@ def orphan_reason(owners: list[Ownership], moved: str | None = None) -> tuple[st
     return None
 
 
-def _moved_to_iam(
-    session: Session, iam_email: str, ids: list[int | None]
+def app_orphan_reason(
+    owners: list[Ownership], moved: tuple[str, str] | None
+) -> tuple[str, str] | None:
+    """(reason, evidence) of an app in the one orphan set; `moved` is its entry in
+    `moved_to_iam`, if an open campaign moved it to the IAM team."""
+    source, moved_evidence = moved or (None, "")
+    found = orphan_reason(owners, source)
+    return (found[0], moved_evidence or found[1]) if found else None
+
+
+def moved_to_iam(
+    session: Session, iam_email: str, ids: Sequence[int | None]
 ) -> dict[int, tuple[str, str]]:
     """Apps an open campaign moved to the IAM team ("not mine", bounced), with evidence."""
     query = (
@@ -157,16 +167,13 @@ def orphans(
     rows = _in_review_scope(session, tenant)
     ids = [p.id for p, _ in rows]
     owners = grouped(session, Ownership, ids)
-    moved = _moved_to_iam(session, settings.iam_email, ids)
+    moved = moved_to_iam(session, settings.iam_email, ids)
     report = []
     for principal, name in rows:
-        source, moved_evidence = moved.get(principal.id or 0, (None, ""))
-        found = orphan_reason(owners[principal.id or 0], source)
+        found = app_orphan_reason(owners[principal.id or 0], moved.get(principal.id or 0))
         if found:
             reason, evidence = found
-            report.append(
-                {**_base(principal, name), "reason": reason, "evidence": moved_evidence or evidence}
-            )
+            report.append({**_base(principal, name), "reason": reason, "evidence": evidence})
     return report
 
 

@@ -380,6 +380,59 @@ def test_a_handover_before_the_first_request_is_in_that_request(
     assert str(only.message["Subject"]).startswith("Action needed: review 2 apps ")
 
 
+def hand_ann_1_to_dan(engine: Engine, settings: Settings, clock: FixedClock) -> None:
+    secret = settings.signing_key()
+    decide_as(
+        engine,
+        settings,
+        clock,
+        secret,
+        "ann@acme.test",
+        "ann-1",
+        "reassign",
+        new_owner="dan@acme.test",
+    )
+
+
+def test_a_handover_at_the_requests_instant_but_before_it_is_in_that_request(
+    engine: Engine, settings: Settings, campaign: Any, smtp_server: SmtpCapture
+) -> None:
+    """A pinned clock (RECERT_NOW, the demo) gives the hand-over and the request one time."""
+    hand_ann_1_to_dan(engine, settings, day(0))
+    notify(engine, settings, day(0))
+    notify(engine, settings, day(0))
+    [only] = smtp_server.to("dan@acme.test")
+    assert str(only.message["Subject"]).startswith("Action needed: review 2 apps ")
+
+
+def test_a_handover_at_the_requests_instant_but_after_it_gets_a_request_of_its_own(
+    engine: Engine, settings: Settings, campaign: Any, smtp_server: SmtpCapture
+) -> None:
+    notify(engine, settings, day(0))
+    hand_ann_1_to_dan(engine, settings, day(0))
+    notify(engine, settings, day(0))
+    notify(engine, settings, day(0))
+    request, handover = smtp_server.to("dan@acme.test")
+    assert str(request.message["Subject"]).startswith("Action needed: review 1 app ")
+    text = " ".join(handover.message.get_body(("plain",)).get_content().split())
+    assert "App ann-1" in text
+    assert "App dan-1" not in text
+
+
+def test_a_request_queued_before_it_recorded_its_items_is_judged_by_time(
+    engine: Engine, settings: Settings, campaign: Any, smtp_server: SmtpCapture
+) -> None:
+    hand_ann_1_to_dan(engine, settings, day(0))
+    notify(engine, settings, day(0.1))
+    with session_scope(engine) as session:  # as a row from before migration 0010 has it
+        for row in session.exec(select(OutboxEmail)):
+            row.item_ids = None
+            session.add(row)
+    notify(engine, settings, day(1))
+    [only] = smtp_server.to("dan@acme.test")
+    assert str(only.message["Subject"]).startswith("Action needed: review 2 apps ")
+
+
 def reach(text: str) -> str:
     """The "Can reach" block of a plain-text digest: the permissions under review."""
     return text.split("Can reach:", 1)[1].split("Credentials:", 1)[0]

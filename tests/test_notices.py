@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 
 from connectors import base
 from connectors.settings import EntraSettings, GoogleSettings, OktaSettings
+from emails import wording
 from jobs.schedule import beat_schedule
-from recert import notices
+from recert import campaigns, links, notices, reports
 from recert.analysis import analyze
 from recert.cli import app as recert_cli
 from recert.clock import FixedClock
@@ -35,9 +36,11 @@ from recert.config import (
     WebSettings,
     load_settings,
 )
+from recert.db import session_scope
+from recert.decisions import DecisionRequest, decide
 from recert.discovery import discover_tenant
-from recert.models import CredentialNotice, OutboxEmail, Principal
-from recert.notify import send_outbox
+from recert.models import AuditEvent, CredentialNotice, OutboxEmail, Principal, ReviewItem
+from recert.notify import notify, send_outbox
 from sandbox.entra.seed import MICROSOFT_TENANTS
 from sandbox.tenants import SandboxTenants, Sizes, running_tenants
 from tests.conftest import CapturedMail, SmtpCapture
@@ -544,6 +547,109 @@ def test_an_address_that_cannot_be_mailed_is_logged_and_the_rest_go_out(
     assert (summary.digests, summary.unmailable) == (1, 1)
     send_outbox(engine, settings, FixedClock(at(0)))
     assert [m.recipients for m in smtp_server.messages] == [["ann@acme.test"]]
+
+
+def test_a_bounced_owner_digest_goes_to_the_iam_team_once(
+    scripted: Engine, settings: Settings, smtp_server: SmtpCapture
+) -> None:
+    smtp_server.refuse.add("ann@acme.test")
+    notices.queue_expiry_notices(scripted, settings, FixedClock(at(0)))
+    assert send_outbox(scripted, settings, FixedClock(at(0))).bounced == 1
+    assert notices.queue_expiry_notices(scripted, settings, FixedClock(at(0.5))).digests == 0
+    assert send_outbox(scripted, settings, FixedClock(at(0.5))).sent == 0
+    own, rerouted = sorted(
+        (everything_in(m) for m in smtp_server.to(IAM)), key=lambda text: "0oaANN1" in text
+    )
+    assert "0oaLOST" in own
+    assert "0oaANN" not in own
+    assert "(ID secret0)" in rerouted
+    assert "(ID certificate1)" in rerouted
+    assert "0oaANN2" in rerouted
+    assert "These notices were for ann@acme.test, but that address bounced" in rerouted
+    assert "Why orphaned: Mail to the owner bounced: they cannot be reached" in rerouted
+    assert "Hello IAM team," in rerouted
+    with Session(scripted) as session:
+        [event] = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "owner.mail_bounced")
+        ).all()
+    assert event.data == {"recipient": "ann@acme.test", "notices_to_iam": 3}
+
+
+def test_the_iam_teams_own_bounced_digest_goes_nowhere_else(
+    scripted: Engine, settings: Settings, smtp_server: SmtpCapture
+) -> None:
+    smtp_server.refuse.add(IAM)
+    notices.queue_expiry_notices(scripted, settings, FixedClock(at(0)))
+    summary = send_outbox(scripted, settings, FixedClock(at(0)))
+    assert (summary.sent, summary.bounced) == (3, 1)
+    with Session(scripted) as session:
+        [event] = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "owner.mail_bounced")
+        ).all()
+    assert event.data == {"recipient": IAM, "notices_to_iam": 0}
+
+
+# One app per orphan reason, each with a secret expiring in five days.
+ORPHANS = page(
+    app("0oaNOBODY", None, ("secret", at(5))),
+    app("0oaGONE", "eve", ("secret", at(5))),
+    app("0oaGHOST", "ghost", ("secret", at(5))),
+    app("0oaLOOP", None, ("secret", at(5))),
+    app("0oaCONSENTED", None, ("secret", at(5))),
+    app("0oaNOTMINE", "dan", ("secret", at(5))),
+    app("0oaBOUNCED", "cy", ("secret", at(5))),
+    app("0oaANN", "ann", ("secret", at(5))),
+)
+ORPHANS.people.append(base.Person("eve", "Eve", "eve@acme.test", active=False))
+ORPHANS.owner_hints.append(
+    base.OwnerHint("0oaLOOP", base.OwnerSource.IDP_OWNER, "listed", owner_principal_id="0oaLOOP")
+)
+ORPHANS.grants.append(
+    base.Grant("0oaCONSENTED", "c", "openid", "Okta", base.Consent.USER, consenting_user="ann")
+)
+
+
+def test_credential_notices_call_orphaned_exactly_what_the_orphan_report_does(
+    engine: Engine, settings: Settings, smtp_server: SmtpCapture
+) -> None:
+    opened = FixedClock(at(-1))
+    discover_tenant(engine, TENANT, opened, connector=ScriptedConnector([ORPHANS]))
+    analyze(engine, settings, opened)
+    with session_scope(engine) as session:
+        campaign = campaigns.open_campaign(session, settings, opened, name="Q1 review")
+    smtp_server.refuse.add("cy@acme.test")
+    notify(engine, settings, opened)  # Cy's request bounces: 0oaBOUNCED moves to IAM
+    with session_scope(engine) as session:
+        item = session.exec(
+            select(ReviewItem).join(Principal).where(Principal.external_id == "0oaNOTMINE")
+        ).one()
+        link = links.ReviewLink(campaign.campaign_id, "dan@acme.test", campaign.due_at)
+        decide(session, settings, opened, link, item.id or 0, DecisionRequest("not_mine"))
+    with Session(engine) as session:
+        report = {r["external_id"]: r["reason"] for r in reports.orphans(session, settings, at(0))}
+        due = notices.due_notices(session, settings, at(0))
+    assert report == {
+        "0oaNOBODY": "no_owner",
+        "0oaGONE": "owner_departed",
+        "0oaGHOST": "owner_unresolvable",
+        "0oaLOOP": "owner_is_app",
+        "0oaCONSENTED": "user_consented",
+        "0oaNOTMINE": "not_mine",
+        "0oaBOUNCED": "owner_unreachable",
+    }
+    assert set(report.values()) == set(wording.ORPHAN_REASONS), "every reason has its case"
+    told = {n.principal.external_id: (n.recipient, n.orphan_reason) for n in due}
+    assert told == {
+        **{app_id: (IAM, reason) for app_id, reason in report.items()},
+        "0oaANN": ("ann@acme.test", None),
+    }
+    summary = notices.queue_expiry_notices(engine, settings, FixedClock(at(0)))
+    assert (summary.notices, summary.orphaned) == (8, 7)
+    send_outbox(engine, settings, FixedClock(at(0)))
+    [digest] = [m for m in smtp_server.to(IAM) if m.message["Subject"].startswith("Expiring")]
+    text = " ".join(everything_in(digest).split())
+    for reason in report.values():
+        assert f"Why orphaned: {wording.ORPHAN_REASONS[reason]}" in text
 
 
 def test_rotation_links_follow_each_tenants_cloud() -> None:
