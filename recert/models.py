@@ -238,7 +238,7 @@ class OutboxEmail(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = _when(nullable=False)
     campaign_id: int | None = Field(default=None, foreign_key="campaign.id")
-    # The review items the mail lists; None on rows queued before migration 0010.
+    # The review items the mail lists; None on rows queued before migration 0011.
     item_ids: list[int] | None = Field(default=None, sa_type=JSON, nullable=True)
 
 

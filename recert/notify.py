@@ -158,7 +158,7 @@ def _covered_by_request(
     listed, queued_at = first
     if listed is not None:
         return item.id in listed
-    return _handed_over_before(session, item, reviewer, queued_at)  # queued before 0010
+    return _handed_over_before(session, item, reviewer, queued_at)  # queued before 0011
 
 
 def _handed_over_before(

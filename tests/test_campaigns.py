@@ -424,7 +424,7 @@ def test_a_request_queued_before_it_recorded_its_items_is_judged_by_time(
 ) -> None:
     hand_ann_1_to_dan(engine, settings, day(0))
     notify(engine, settings, day(0.1))
-    with session_scope(engine) as session:  # as a row from before migration 0010 has it
+    with session_scope(engine) as session:  # as a row from before migration 0011 has it
         for row in session.exec(select(OutboxEmail)):
             row.item_ids = None
             session.add(row)

@@ -267,7 +267,10 @@ def test_a_reenable_says_which_users_must_consent_again(site: Site) -> None:
     assert answer.status_code == 200
     text = html.unescape(answer.text)
     assert "Payroll Sync (payroll) in entra-test: nothing Recert changed can be restored." in text
-    assert "a revoked consent cannot be restored (Google and Okta delete it); these users must consent again: ann@acme.test" in text
+    assert (
+        "a revoked consent cannot be restored (Google and Okta delete it); these users must consent again: ann@acme.test"
+        in text
+    )
     with Session(site.engine) as session:
         [undo] = session.exec(
             select(EnforcementAction).where(EnforcementAction.action == "restore_consent")
