@@ -268,8 +268,8 @@ def test_a_reenable_says_which_users_must_consent_again(site: Site) -> None:
     text = html.unescape(answer.text)
     assert "Payroll Sync (payroll) in entra-test: nothing Recert changed can be restored." in text
     assert (
-        "a revoked consent cannot be restored (Google and Okta delete it); these users must consent again: ann@acme.test"
-        in text
+        "a revoked consent cannot be restored (Google and Okta delete it); "
+        "these users must consent again: ann@acme.test" in text
     )
     with Session(site.engine) as session:
         [undo] = session.exec(
