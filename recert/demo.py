@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import sys
 import threading
 from collections import Counter
@@ -394,6 +395,10 @@ def _wait_for_interrupt(config: Path, tenants: SandboxTenants) -> None:
         flush=True,
     )
     print("Press Ctrl-C to stop them.", flush=True)
+    # Started in the background by a shell, Python inherits SIGINT ignored and would never
+    # raise KeyboardInterrupt; a service manager stops it with SIGTERM.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
