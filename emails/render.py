@@ -318,12 +318,23 @@ def _credential_view(credential: CredentialInfo, now: datetime) -> _CredentialVi
 
 
 def _last_used(app: AppSummary, now: datetime) -> str:
-    if app.last_use_unknown:
-        return f"Unknown: {_clean(app.last_use_unknown, _TEXT_LIMIT)}"
-    if app.last_used_at is not None:
-        return f"{_when(app.last_used_at)} ({_days_ago(app.last_used_at, now)})"
-    if app.activity_known_since is not None:
-        return f"Not used since {_day(app.activity_known_since)}, as far back as records go"
+    return last_used_words(app.last_use_unknown, app.last_used_at, app.activity_known_since, now)
+
+
+def last_used_words(
+    unknown_why: str | None,
+    last_used_at: datetime | None,
+    known_since: datetime | None,
+    now: datetime,
+) -> str:
+    """When an app was last used, in the words of the emails and the review page;
+    `unknown_why` is the provider's untrusted reason why it cannot tell."""
+    if unknown_why:
+        return f"Unknown: {_clean(unknown_why, _TEXT_LIMIT)}"
+    if last_used_at is not None:
+        return f"{_when(last_used_at)} ({_days_ago(last_used_at, now)})"
+    if known_since is not None:
+        return f"Not used since {_day(known_since)}, as far back as records go"
     return "Unknown: the provider keeps no record of use"
 
 

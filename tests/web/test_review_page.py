@@ -15,10 +15,11 @@ import pytest
 from playwright.sync_api import Dialog, Locator, Page, expect
 from sqlmodel import select
 
+from connectors.base import LAST_USE_UNKNOWN
 from recert import links
 from recert.db import session_scope
 from recert.decisions import ACTIONS, DecisionRequest, decide, latest_decisions
-from recert.models import AuditEvent, ReviewItem
+from recert.models import AuditEvent, Principal, ReviewItem
 from recert.web.app import CHOICES
 from tests.web.conftest import HOSTILE, IAM, LONG, OPENED, Site
 
@@ -88,7 +89,7 @@ def test_owner_drops_one_permission_and_keeps_the_rest(page: Page, site: Site) -
         "Client secret prod: never expires; Certificate: expires on 10 Jan 2027"
     )
     expect(_field(payroll, "Credentials").locator(".warn")).to_have_text("never expires")
-    expect(_field(payroll, "Last used")).to_have_text("01 Dec 2026 (0 days ago)")
+    expect(_field(payroll, "Last used")).to_have_text("Tue 1 Dec 2026 09:00 UTC (today)")
     expect(_field(payroll, "Why you")).to_have_text(
         "The identity provider lists you as an owner: listed in /owners of payroll"
     )
@@ -233,12 +234,24 @@ def test_hand_over_and_not_mine_move_the_app(page: Page, site: Site) -> None:
 
 
 @SQLITE_ONLY
+def _provider_cannot_tell_use(site: Site, external_id: str, why: str) -> None:
+    """As a connector stores it when the provider cannot know last use (Google's editions)."""
+    with session_scope(site.engine) as session:
+        principal = session.exec(
+            select(Principal).where(Principal.external_id == external_id)
+        ).one()
+        principal.raw = {**principal.raw, LAST_USE_UNKNOWN: why}
+        session.add(principal)
+
+
 def test_hostile_names_are_shown_as_text(scripted: tuple[Page, list[str]], site: Site) -> None:
     page, dialogs = scripted
+    _provider_cannot_tell_use(site, "hostile", why=HOSTILE)
     page.goto(site.link("ann@acme.test"))
     hostile = page.locator(f"#item-{site.item_id('hostile')}")
     expect(hostile.get_by_role("heading", level=2)).to_have_text(HOSTILE)
     expect(hostile.locator("td .hint")).to_have_text(HOSTILE)
+    expect(_field(hostile, "Last used")).to_have_text(f"Unknown: {HOSTILE}")
     # The right-to-left override is shown, not obeyed; a long name is cut, whole on hover.
     expect(page.locator(f"#item-{site.item_id('rtl')} h2")).to_have_text(
         "[U+202E]txt.exe Invoice viewer"
