@@ -12,7 +12,9 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from connectors.base import LAST_USE_UNKNOWN
 from emails import wording
+from emails.render import described, last_use
 from recert.campaigns import item_contexts
 from recert.decisions import latest_decisions
 from recert.links import ReviewLink
@@ -249,7 +251,7 @@ def permission_view(grant: Grant) -> PermissionView:
         grant_id=grant.id or 0,
         name=grant.permission,
         resource=grant.resource,
-        description=grant.description,
+        description=described(grant.permission, grant.description),
         consent=wording.CONSENTS.get(grant.consent, grant.consent),
         high_risk=permission_level(grant.permission) == "high",
     )
@@ -271,12 +273,14 @@ def credential_view(credential: Credential, now: datetime) -> CredentialView:
 
 
 def last_used(principal: Principal, now: datetime) -> str:
-    if principal.last_used_at is not None:
-        days = (now - principal.last_used_at).days
-        return f"{day(principal.last_used_at)} ({days} days ago)"
-    if principal.activity_window_start is not None:
-        return f"not used since {day(principal.activity_window_start)}"
-    return "unknown: the provider keeps no usage data for it"
+    """The request email's words, so the page and the email never disagree."""
+    unknown_why = principal.raw.get(LAST_USE_UNKNOWN)
+    return last_use(
+        principal.last_used_at,
+        principal.activity_window_start,
+        str(unknown_why) if unknown_why else None,
+        now,
+    )
 
 
 def _owner_reasons(

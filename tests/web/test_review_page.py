@@ -20,7 +20,16 @@ from recert.db import session_scope
 from recert.decisions import ACTIONS, DecisionRequest, decide, latest_decisions
 from recert.models import AuditEvent, ReviewItem
 from recert.web.app import CHOICES
-from tests.web.conftest import HOSTILE, IAM, LONG, OPENED, Site
+from tests.web.conftest import (
+    GMAIL,
+    HOSTILE,
+    IAM,
+    LONG,
+    NO_APP_LOG,
+    OPENED,
+    UNLISTED_SCOPE,
+    Site,
+)
 
 pytestmark = pytest.mark.browser
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
@@ -88,7 +97,7 @@ def test_owner_drops_one_permission_and_keeps_the_rest(page: Page, site: Site) -
         "Client secret prod: never expires; Certificate: expires on 10 Jan 2027"
     )
     expect(_field(payroll, "Credentials").locator(".warn")).to_have_text("never expires")
-    expect(_field(payroll, "Last used")).to_have_text("01 Dec 2026 (0 days ago)")
+    expect(_field(payroll, "Last used")).to_have_text("Tue 1 Dec 2026 09:00 UTC (today)")
     expect(_field(payroll, "Why you")).to_have_text(
         "The identity provider lists you as an owner: listed in /owners of payroll"
     )
@@ -255,6 +264,30 @@ def test_hostile_names_are_shown_as_text(scripted: tuple[Page, list[str]], site:
         f"Saved: you revoked {HOSTILE}; Recert will disable it."
     )
     assert dialogs == []
+
+
+@SQLITE_ONLY
+def test_google_apps_say_why_their_use_is_unknown_and_what_scopes_mean(
+    browser: Any, google_site: Site
+) -> None:
+    with _browsing(browser, google_site, javascript=True) as (page, dialogs):
+        page.goto(google_site.link(IAM))
+        mailer = page.locator(f"#item-{google_site.item_id('mailer')}")
+        expect(_field(mailer, "Provider")).to_have_text("Google, tenant google-test")
+        expect(_field(mailer, "Last used")).to_have_text(f"Unknown: {NO_APP_LOG}")
+        gmail = mailer.locator("tr", has_text=GMAIL)
+        expect(gmail.locator(".hint")).to_have_text(
+            "Read, compose, send, and permanently delete all your email from Gmail"
+        )
+        expect(mailer.locator("tr", has_text=UNLISTED_SCOPE).locator(".hint")).to_have_count(0)
+
+        # The provider's reason is untrusted text: shown as text, cut as the email cuts it.
+        sly = page.locator(f"#item-{google_site.item_id('sly')}")
+        reason = f"{HOSTILE} {LONG}"[:499] + "…"
+        expect(_field(sly, "Last used")).to_have_text(f"Unknown: {reason}")
+        assert page.locator("script").count() == 0
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        assert dialogs == []
 
 
 @SQLITE_ONLY

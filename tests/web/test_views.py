@@ -6,10 +6,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from recert.models import Principal
 from recert.web import views
-from tests.web.conftest import OPENED, make_site
+from tests.web.conftest import GMAIL, NO_APP_LOG, OPENED, UNLISTED_SCOPE, WITH_GOOGLE, make_site
 
 
 def test_inventory_and_queue_queries(engine: Engine, tmp_path: Path) -> None:
@@ -40,3 +41,26 @@ def test_inventory_and_queue_queries(engine: Engine, tmp_path: Path) -> None:
         overview = views.overview(session, site.settings, OPENED + timedelta(days=1))
         assert [label for label, _ in overview.completion] == ["01 Dec", "02 Dec"]
         assert overview.figures["queue"] == 1
+
+
+def test_principal_page_words_last_use_and_scopes_as_the_email_does(
+    engine: Engine, tmp_path: Path
+) -> None:
+    make_site(engine, tmp_path, "http://testserver", WITH_GOOGLE)
+    with Session(engine) as session:
+        mailer = views.principal_page(session, _principal_id(session, "mailer"), OPENED)
+        payroll = views.principal_page(session, _principal_id(session, "payroll"), OPENED)
+    assert mailer is not None
+    assert payroll is not None
+    assert mailer.last_used == f"Unknown: {NO_APP_LOG}"
+    assert payroll.last_used == "Tue 1 Dec 2026 09:00 UTC (today)"
+    descriptions = {p.name: p.description for p in mailer.permissions}
+    assert descriptions == {
+        GMAIL: "Read, compose, send, and permanently delete all your email from Gmail",
+        UNLISTED_SCOPE: None,
+    }
+
+
+def _principal_id(session: Session, external_id: str) -> int:
+    query = select(Principal.id).where(Principal.external_id == external_id)
+    return int(session.exec(query).one() or 0)
