@@ -263,7 +263,7 @@ def _app_view(app: AppSummary, now: datetime) -> _AppView:
         more_permissions=max(0, len(permissions) - _PERMISSIONS_SHOWN),
         credentials=tuple(_credential_view(c, now) for c in app.credentials[:_CREDENTIALS_SHOWN]),
         more_credentials=max(0, len(app.credentials) - _CREDENTIALS_SHOWN),
-        last_used=_last_used(app, now),
+        last_used=last_use(app.last_used_at, app.activity_known_since, app.last_use_unknown, now),
         owner_reason=_clean(app.owner_reason, _TEXT_LIMIT),
         high_risk=app.risk == "high",
         risk=_clean(app.risk, _NAME_LIMIT),
@@ -289,9 +289,9 @@ def _permission_view(permission: Permission) -> _PermissionView:
     name = _clean(permission.name, _NAME_LIMIT)
     resource = _clean(permission.resource, _NAME_LIMIT)
     consent = _worded(wording.CONSENTS, permission.consent)
-    description = permission.description or wording.permission_description(permission.name)
+    description = described(permission.name, permission.description)
     if description:
-        summary = _clean(description, _TEXT_LIMIT)
+        summary = description
         detail = f"{name} on {resource}, {consent}"
     else:
         summary = f"{name} on {resource}"
@@ -317,18 +317,21 @@ def _credential_view(credential: CredentialInfo, now: datetime) -> _CredentialVi
     )
 
 
-def _last_used(app: AppSummary, now: datetime) -> str:
-    return last_used_words(app.last_use_unknown, app.last_used_at, app.activity_known_since, now)
+def described(name: str, description: str | None) -> str | None:
+    """A permission in plain words: the provider's description, else the shipped words for
+    a known Okta or Google scope; cleaned, as the provider's text is untrusted."""
+    words = description or wording.permission_description(name)
+    return _clean(words, _TEXT_LIMIT) if words else None
 
 
-def last_used_words(
-    unknown_why: str | None,
+def last_use(
     last_used_at: datetime | None,
     known_since: datetime | None,
+    unknown_why: str | None,
     now: datetime,
 ) -> str:
-    """When an app was last used, in the words of the emails and the review page;
-    `unknown_why` is the provider's untrusted reason why it cannot tell."""
+    """When an app was last used, in the words the emails and the review page share;
+    `unknown_why` is the provider's untrusted reason it cannot tell, shown cleaned."""
     if unknown_why:
         return f"Unknown: {_clean(unknown_why, _TEXT_LIMIT)}"
     if last_used_at is not None:

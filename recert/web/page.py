@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from connectors.base import LAST_USE_UNKNOWN
 from emails import wording
-from emails.render import last_used_words
+from emails.render import described, last_use
 from recert.campaigns import item_contexts
 from recert.decisions import latest_decisions
 from recert.links import ReviewLink
@@ -251,7 +251,7 @@ def permission_view(grant: Grant) -> PermissionView:
         grant_id=grant.id or 0,
         name=grant.permission,
         resource=grant.resource,
-        description=grant.description or wording.permission_description(grant.permission),
+        description=described(grant.permission, grant.description),
         consent=wording.CONSENTS.get(grant.consent, grant.consent),
         high_risk=permission_level(grant.permission) == "high",
     )
@@ -273,11 +273,12 @@ def credential_view(credential: Credential, now: datetime) -> CredentialView:
 
 
 def last_used(principal: Principal, now: datetime) -> str:
-    """The email's words, so the page never tells an owner something else."""
-    return last_used_words(
-        principal.raw.get(LAST_USE_UNKNOWN),
+    """The request email's words, so the page and the email never disagree."""
+    unknown_why = principal.raw.get(LAST_USE_UNKNOWN)
+    return last_use(
         principal.last_used_at,
         principal.activity_window_start,
+        str(unknown_why) if unknown_why else None,
         now,
     )
 

@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from emails.render import CredentialInfo, Kind, Permission, render, subject_for
+from emails.render import (
+    CredentialInfo,
+    Kind,
+    Permission,
+    described,
+    last_use,
+    render,
+    subject_for,
+)
 from tests.emails.builders import (
     DUE_TEXT,
     GMAIL,
@@ -255,6 +263,25 @@ def test_last_used(app_changes: dict[str, object], expected: str) -> None:
     text, html = rendered(apps=(entra_app(**app_changes),))
     assert f"Last used: {expected}" in text
     assert expected in html
+
+
+def test_a_providers_reason_for_unknown_use_comes_first_cleaned_and_cut() -> None:
+    text, html = rendered(apps=(google_app(last_use_unknown="Starter does not log app use"),))
+    assert "Last used: Unknown: Starter does not log app use" in text
+    assert "Unknown: Starter does not log app use" in html
+    hostile = "\u202e<b>x</b>" + "W" * 1000
+    worded = last_use(NOW, None, hostile, NOW)  # a reason wins over a stale date
+    assert worded == "Unknown: " + ("[U+202E]<b>x</b>" + "W" * 1000)[:499] + "…"
+
+
+def test_permissions_are_described_in_the_providers_words_or_the_shipped_ones() -> None:
+    assert described("okta.apps.read", None) == "Read information about Apps"
+    assert described("https://mail.google.com/", None) == (
+        "Read, compose, send, and permanently delete all your email from Gmail"
+    )
+    assert described("okta.apps.read", "Its own words\u200b") == "Its own words[U+200B]"
+    assert described("User.Read.All", None) is None
+    assert described("okta.no.such.scope", "") is None
 
 
 def test_times_are_shown_in_utc_whatever_zone_they_come_in() -> None:

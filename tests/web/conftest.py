@@ -25,7 +25,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from connectors import base
-from connectors.settings import EntraSettings
+from connectors.settings import EntraSettings, GoogleSettings
 from recert import links
 from recert.analysis import analyze
 from recert.campaigns import open_campaign
@@ -52,7 +52,17 @@ TENANT = Tenant(
         name="entra-test", tenant_id="tid", client_id="cid", client_secret=SecretStr("x")
     ),
 )
+GOOGLE_TENANT = Tenant(
+    name="google-test",
+    kind="google",
+    read=GoogleSettings(
+        name="google-test", credentials=SecretStr("{}"), admin_subject="admin@acme.test"
+    ),
+)
 K, S, C = base.PrincipalKind, base.OwnerSource, base.Consent
+NO_APP_LOG = "Business Starter does not log app use"
+GMAIL = "https://mail.google.com/"
+UNLISTED_SCOPE = "https://www.googleapis.com/auth/acme.internal"
 
 
 def _app(external_id: str, name: str) -> base.Principal:
@@ -123,6 +133,33 @@ PAGE = base.Page(
 )
 
 
+def _google_app(external_id: str, name: str, unknown_use: str) -> base.Principal:
+    """A third-party app whose use the edition does not log, as the Google connector says."""
+    raw = {base.LAST_USE_UNKNOWN: unknown_use}
+    return base.Principal(external_id, K.THIRD_PARTY_APP, name, app_id=external_id, raw=raw)
+
+
+def _google_grant(principal: str, grant: str, scope: str) -> base.Grant:
+    return base.Grant(principal, grant, scope, "Google Workspace", C.ADMIN)
+
+
+# Third-party apps, reviewed by the IAM team: one whose reason for unknown use is plain
+# words, one whose reason is hostile.
+GOOGLE_PAGE = base.Page(
+    principals=[
+        _google_app("mailer", "Mail Merge", NO_APP_LOG),
+        _google_app("sly", "Sly Add-on", f"{HOSTILE} {LONG}"),
+    ],
+    grants=[
+        _google_grant("mailer", "g-gmail", GMAIL),
+        _google_grant("mailer", "g-unlisted", UNLISTED_SCOPE),
+    ],
+    checkpoint=base.Checkpoint(full=True),
+)
+SEEDS = ((TENANT, PAGE),)
+WITH_GOOGLE = (*SEEDS, (GOOGLE_TENANT, GOOGLE_PAGE))
+
+
 @dataclass
 class Site:
     """The seeded campaign and the site; `url` is empty when served by a TestClient."""
@@ -170,31 +207,37 @@ class Site:
             return list(session.exec(select(Decision).order_by(col(Decision.id))))
 
 
-def settings_for(tmp_path: Path, base_url: str) -> Settings:
+Seeds = tuple[tuple[Tenant, base.Page], ...]
+
+
+def settings_for(
+    tmp_path: Path, base_url: str, tenants: tuple[Tenant, ...] = (TENANT,)
+) -> Settings:
     return Settings(
         path=tmp_path / "recert.toml",
-        tenants=(TENANT,),
+        tenants=tenants,
         iam_email=IAM,
         web=WebSettings(secret_key=SecretStr(SECRET), base_url=base_url),
     )
 
 
-def seed(engine: Engine, settings: Settings, page: base.Page = PAGE) -> tuple[int, datetime]:
+def seed(engine: Engine, settings: Settings, seeds: Seeds = SEEDS) -> tuple[int, datetime]:
     clock = FixedClock(OPENED)
-    connector = ScriptedConnector([page])
-    # Discovery runs its own event loop; Playwright's sync API keeps one running here.
-    with ThreadPoolExecutor(max_workers=1) as worker:
-        run = worker.submit(discover_tenant, engine, TENANT, clock, connector=connector)
-    assert run.result().status == "complete"
+    for tenant, page in seeds:
+        connector = ScriptedConnector([page])
+        # Discovery runs its own event loop; Playwright's sync API keeps one running here.
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            run = worker.submit(discover_tenant, engine, tenant, clock, connector=connector)
+        assert run.result().status == "complete"
     analyze(engine, settings, clock)
     with session_scope(engine) as session:
         campaign = open_campaign(session, settings, clock, name="Q4 2026 access review")
     return campaign.campaign_id, campaign.due_at
 
 
-def make_site(engine: Engine, tmp_path: Path, base_url: str) -> Site:
-    settings = settings_for(tmp_path, base_url)
-    campaign_id, due_at = seed(engine, settings)
+def make_site(engine: Engine, tmp_path: Path, base_url: str, seeds: Seeds = SEEDS) -> Site:
+    settings = settings_for(tmp_path, base_url, tuple(tenant for tenant, _ in seeds))
+    campaign_id, due_at = seed(engine, settings, seeds)
     clock = FixedClock(OPENED + timedelta(hours=1))
     app = create_app(settings, engine, lambda: clock)
     return Site(app, settings, engine, clock, campaign_id, due_at)
@@ -215,11 +258,24 @@ def serving(app: FastAPI, port: int) -> Iterator[None]:
         listener.close()
 
 
-@pytest.fixture
-def site(engine: Engine, tmp_path: Path) -> Iterator[Site]:
+@contextmanager
+def served_site(engine: Engine, tmp_path: Path, seeds: Seeds) -> Iterator[Site]:
     """The site served over HTTP on a free loopback port."""
     port = free_port()
-    site = make_site(engine, tmp_path, f"http://127.0.0.1:{port}")
+    site = make_site(engine, tmp_path, f"http://127.0.0.1:{port}", seeds)
     site.url = site.settings.web.base_url
     with serving(site.app, port):
+        yield site
+
+
+@pytest.fixture
+def site(engine: Engine, tmp_path: Path) -> Iterator[Site]:
+    with served_site(engine, tmp_path, SEEDS) as site:
+        yield site
+
+
+@pytest.fixture
+def google_site(engine: Engine, tmp_path: Path) -> Iterator[Site]:
+    """The site with a Google tenant too, whose apps' last use cannot be known."""
+    with served_site(engine, tmp_path, WITH_GOOGLE) as site:
         yield site

@@ -62,7 +62,7 @@ from sandbox.server import free_port
 from sandbox.server import serving as serving_emulator
 from sandbox.tls import SandboxCA
 from tests.conftest import BROWSER, CHROMIUM_FLAGS
-from tests.web.conftest import HOSTILE, OPENED, PAGE, SECRET, settings_for
+from tests.web.conftest import HOSTILE, OPENED, PAGE, SECRET, TENANT, settings_for
 from tests.web.conftest import seed as seed_campaign
 from tests.web.conftest import serving as serving_site
 
@@ -227,7 +227,7 @@ def console(tmp_path_factory: pytest.TempPathFactory, sandbox_ca: SandboxCA) -> 
             update={"web": web, "tenants": (entra_test,)}
         )
         page = replace(PAGE, principals=[*PAGE.principals, *EXTRAS])
-        campaign, due = seed_campaign(engine, settings, page)
+        campaign, due = seed_campaign(engine, settings, ((TENANT, page),))
         enqueue_due(engine, settings, FixedClock(OPENED + timedelta(minutes=5)))
         _decide(
             engine,

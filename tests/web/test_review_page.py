@@ -15,13 +15,21 @@ import pytest
 from playwright.sync_api import Dialog, Locator, Page, expect
 from sqlmodel import select
 
-from connectors.base import LAST_USE_UNKNOWN
 from recert import links
 from recert.db import session_scope
 from recert.decisions import ACTIONS, DecisionRequest, decide, latest_decisions
-from recert.models import AuditEvent, Principal, ReviewItem
+from recert.models import AuditEvent, ReviewItem
 from recert.web.app import CHOICES
-from tests.web.conftest import HOSTILE, IAM, LONG, OPENED, Site
+from tests.web.conftest import (
+    GMAIL,
+    HOSTILE,
+    IAM,
+    LONG,
+    NO_APP_LOG,
+    OPENED,
+    UNLISTED_SCOPE,
+    Site,
+)
 
 pytestmark = pytest.mark.browser
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
@@ -234,24 +242,12 @@ def test_hand_over_and_not_mine_move_the_app(page: Page, site: Site) -> None:
 
 
 @SQLITE_ONLY
-def _provider_cannot_tell_use(site: Site, external_id: str, why: str) -> None:
-    """As a connector stores it when the provider cannot know last use (Google's editions)."""
-    with session_scope(site.engine) as session:
-        principal = session.exec(
-            select(Principal).where(Principal.external_id == external_id)
-        ).one()
-        principal.raw = {**principal.raw, LAST_USE_UNKNOWN: why}
-        session.add(principal)
-
-
 def test_hostile_names_are_shown_as_text(scripted: tuple[Page, list[str]], site: Site) -> None:
     page, dialogs = scripted
-    _provider_cannot_tell_use(site, "hostile", why=HOSTILE)
     page.goto(site.link("ann@acme.test"))
     hostile = page.locator(f"#item-{site.item_id('hostile')}")
     expect(hostile.get_by_role("heading", level=2)).to_have_text(HOSTILE)
     expect(hostile.locator("td .hint")).to_have_text(HOSTILE)
-    expect(_field(hostile, "Last used")).to_have_text(f"Unknown: {HOSTILE}")
     # The right-to-left override is shown, not obeyed; a long name is cut, whole on hover.
     expect(page.locator(f"#item-{site.item_id('rtl')} h2")).to_have_text(
         "[U+202E]txt.exe Invoice viewer"
@@ -268,6 +264,30 @@ def test_hostile_names_are_shown_as_text(scripted: tuple[Page, list[str]], site:
         f"Saved: you revoked {HOSTILE}; Recert will disable it."
     )
     assert dialogs == []
+
+
+@SQLITE_ONLY
+def test_google_apps_say_why_their_use_is_unknown_and_what_scopes_mean(
+    browser: Any, google_site: Site
+) -> None:
+    with _browsing(browser, google_site, javascript=True) as (page, dialogs):
+        page.goto(google_site.link(IAM))
+        mailer = page.locator(f"#item-{google_site.item_id('mailer')}")
+        expect(_field(mailer, "Provider")).to_have_text("Google, tenant google-test")
+        expect(_field(mailer, "Last used")).to_have_text(f"Unknown: {NO_APP_LOG}")
+        gmail = mailer.locator("tr", has_text=GMAIL)
+        expect(gmail.locator(".hint")).to_have_text(
+            "Read, compose, send, and permanently delete all your email from Gmail"
+        )
+        expect(mailer.locator("tr", has_text=UNLISTED_SCOPE).locator(".hint")).to_have_count(0)
+
+        # The provider's reason is untrusted text: shown as text, cut as the email cuts it.
+        sly = page.locator(f"#item-{google_site.item_id('sly')}")
+        reason = f"{HOSTILE} {LONG}"[:499] + "…"
+        expect(_field(sly, "Last used")).to_have_text(f"Unknown: {reason}")
+        assert page.locator("script").count() == 0
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        assert dialogs == []
 
 
 @SQLITE_ONLY

@@ -9,12 +9,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from connectors.base import LAST_USE_UNKNOWN
 from recert.db import session_scope
-from recert.models import EnforcementAction, Grant, Principal
+from recert.models import EnforcementAction, Principal
 from recert.web import views
-from recert.web.page import last_used, permission_view
-from tests.web.conftest import OPENED, make_site
+from tests.web.conftest import GMAIL, NO_APP_LOG, OPENED, UNLISTED_SCOPE, WITH_GOOGLE, make_site
 
 
 def test_inventory_and_queue_queries(engine: Engine, tmp_path: Path) -> None:
@@ -138,23 +136,24 @@ def test_disabled_by_recert_follows_what_enforcement_wrote(engine: Engine, tmp_p
     assert failed.detail.endswith("failed: 403 Authorization_RequestDenied")
 
 
-def test_the_page_words_permissions_and_last_use_as_the_emails_do() -> None:
-    def words(permission: str, description: str | None = None) -> str | None:
-        grant = Grant(principal_id=1, grant_id="g", permission=permission, resource="r",
-                      consent="admin", description=description)  # fmt: skip
-        return permission_view(grant).description
+def test_principal_page_words_last_use_and_scopes_as_the_email_does(
+    engine: Engine, tmp_path: Path
+) -> None:
+    make_site(engine, tmp_path, "http://testserver", WITH_GOOGLE)
+    with Session(engine) as session:
+        mailer = views.principal_page(session, _principal_id(session, "mailer"), OPENED)
+        payroll = views.principal_page(session, _principal_id(session, "payroll"), OPENED)
+    assert mailer is not None
+    assert payroll is not None
+    assert mailer.last_used == f"Unknown: {NO_APP_LOG}"
+    assert payroll.last_used == "Tue 1 Dec 2026 09:00 UTC (today)"
+    descriptions = {p.name: p.description for p in mailer.permissions}
+    assert descriptions == {
+        GMAIL: "Read, compose, send, and permanently delete all your email from Gmail",
+        UNLISTED_SCOPE: None,
+    }
 
-    assert words("okta.apps.read") == "Read information about Apps"
-    assert words("https://mail.google.com/") == (
-        "Read, compose, send, and permanently delete all your email from Gmail"
-    )
-    assert words("okta.apps.read", "As the provider words it") == "As the provider words it"
-    assert words("Custom.Unheard.Of") is None
 
-    principal = Principal(tenant_id=1, external_id="p", kind="third_party_app", display_name="P")
-    principal.raw = {LAST_USE_UNKNOWN: "this edition\u202e does not log app use" + "x" * 900}
-    shown = last_used(principal, OPENED)
-    assert shown.startswith("Unknown: this edition[U+202E] does not log app use")
-    assert len(shown) <= len("Unknown: ") + 500
-    principal.raw = {}
-    assert last_used(principal, OPENED) == "Unknown: the provider keeps no record of use"
+def _principal_id(session: Session, external_id: str) -> int:
+    query = select(Principal.id).where(Principal.external_id == external_id)
+    return int(session.exec(query).one() or 0)
